@@ -1,0 +1,1 @@
+//! End-to-end: journal_crash.

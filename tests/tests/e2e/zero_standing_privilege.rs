@@ -1,0 +1,1 @@
+//! End-to-end: zero_standing_privilege.
