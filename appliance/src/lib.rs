@@ -3,6 +3,9 @@
 //! One module per concern; nothing reaches around these seams (see docs/ARCHITECTURE.md):
 //!
 //! - [`datadir`]: the layout of an appliance's data directory.
+//! - [`clock`]: the one seam through which the appliance reads wall-clock and monotonic time.
+//! - [`daemon`]: `otgate serve`, which wires everything together.
+//! - [`bundles`]: the trust root and the active policy bundle on the appliance.
 //! - [`journal`]: the append-only, hash-chained, signed audit journal; the single source of truth.
 //! - [`state`]: sled views rebuilt from the journal (grants, sessions, inventory).
 //! - [`stores`]: the IT and OT credential stores, kept apart, and the OT device-secret vault.
@@ -16,8 +19,11 @@
 //! - [`cli`]: the `otgate` command line.
 
 pub mod broker;
+pub mod bundles;
 pub mod cli;
+pub mod clock;
 pub mod control;
+pub mod daemon;
 pub mod datadir;
 pub mod grants;
 pub mod inspect;
