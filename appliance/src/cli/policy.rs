@@ -6,6 +6,7 @@
 //! `file:line:column: message`; `explain` prints the decision for one request and the rule that
 //! made it, in words (or JSON).
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -112,8 +113,8 @@ fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
 /// Run an `otgate policy` subcommand.
 pub fn run(globals: &Globals, command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
-        PolicyCommand::Check(a) => check(a),
-        PolicyCommand::Explain(a) => explain(a),
+        PolicyCommand::Check(a) => check(a, &mut std::io::stdout(), &mut std::io::stderr()),
+        PolicyCommand::Explain(a) => explain(a, &mut std::io::stdout()),
         PolicyCommand::Import(a) => super::bundle::import(globals, a),
         PolicyCommand::Pull(a) => super::bundle::pull(globals, a),
         PolicyCommand::Status(a) => super::bundle::status(globals, a),
@@ -176,53 +177,63 @@ pub fn summary(policy: &Policy) -> String {
     s
 }
 
-fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+/// `otgate policy check`, writing its report to `out` and its diagnostics to `err`.
+pub fn check(
+    args: CheckArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
     let text = read_policy_text(&args.file)?;
     let name = args.file.display().to_string();
     match otgate_policy::parse(&text, &name) {
         Ok(policy) => {
             if args.json {
-                let out = serde_json::json!({
+                let json = serde_json::json!({
                     "file": name,
                     "valid": true,
                     "site": policy.site.id,
                     "summary": summary(&policy),
                     "diagnostics": policy.warnings().iter().map(diagnostic_json).collect::<Vec<_>>(),
                 });
-                println!("{out}");
+                writeln!(out, "{json}")?;
             } else {
                 for w in policy.warnings() {
-                    eprintln!("{w}");
+                    writeln!(err, "{w}")?;
                 }
-                println!("{name}: ok: {}", summary(&policy));
+                writeln!(out, "{name}: ok: {}", summary(&policy))?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(diags) => {
             let errors = diags.errors().count();
             if args.json {
-                let out = serde_json::json!({
+                let json = serde_json::json!({
                     "file": name,
                     "valid": false,
                     "diagnostics": diags.iter().map(diagnostic_json).collect::<Vec<_>>(),
                 });
-                println!("{out}");
+                writeln!(out, "{json}")?;
             } else {
                 for d in diags.iter() {
-                    eprintln!("{d}");
+                    writeln!(err, "{d}")?;
                 }
-                eprintln!(
+                writeln!(
+                    err,
                     "otgate: {name}: {errors} error{} in the policy",
                     if errors == 1 { "" } else { "s" }
-                );
-                eprintln!("hint: fix the lines above and run `otgate policy check {name}` again");
+                )?;
+                writeln!(
+                    err,
+                    "hint: fix the lines above and run `otgate policy check {name}` again"
+                )?;
             }
             Ok(ExitCode::from(1))
         }
     }
 }
 
-fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+/// `otgate policy explain`, writing the explanation to `out`.
+pub fn explain(args: ExplainArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let text = read_policy_text(&args.file)?;
     let name = args.file.display().to_string();
     let policy = otgate_policy::parse(&text, &name).map_err(|diags| {
@@ -247,18 +258,19 @@ fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let decision = policy.decide(&request, at);
     let words = explanation(&policy, &request, &decision);
     if args.json {
-        let out = serde_json::json!({
+        let json = serde_json::json!({
             "request": request,
             "verdict": decision.verdict(),
             "decision": decision,
             "explanation": words,
         });
-        println!(
+        writeln!(
+            out,
             "{}",
-            serde_json::to_string(&out).context("serializing the decision")?
-        );
+            serde_json::to_string(&json).context("serializing the decision")?
+        )?;
     } else {
-        println!("{words}");
+        writeln!(out, "{words}")?;
     }
     Ok(match decision {
         Decision::Deny(_) => ExitCode::from(1),
@@ -312,4 +324,213 @@ pub fn explanation(policy: &Policy, request: &AccessRequest, decision: &Decision
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser as _;
+
+    const PLANT: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/examples/plant.toml"
+    );
+
+    fn parse_cli(args: &[&str]) -> PolicyCommand {
+        let mut argv = vec!["otgate", "policy"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Policy(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn run_check(args: &[&str]) -> (ExitCode, String, String) {
+        let PolicyCommand::Check(a) = parse_cli(args) else {
+            panic!()
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = check(a, &mut out, &mut err).unwrap();
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    fn run_explain(args: &[&str]) -> (ExitCode, String) {
+        let PolicyCommand::Explain(a) = parse_cli(args) else {
+            panic!()
+        };
+        let mut out = Vec::new();
+        let code = explain(a, &mut out).unwrap();
+        (code, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn check_accepts_the_sample_plant() {
+        let (code, out, err) = run_check(&["check", PLANT]);
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert!(
+            out.contains("ok: policy for site plant-a (Europe/Berlin)"),
+            "{out}"
+        );
+        assert!(out.contains("3 rules"), "{out}");
+        assert!(err.is_empty(), "{err}");
+        let (_, out, _) = run_check(&["check", PLANT, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["valid"], true);
+        assert_eq!(v["site"], "plant-a");
+    }
+
+    #[test]
+    fn check_reports_every_error_with_file_line_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        let text = std::fs::read_to_string(PLANT)
+            .unwrap()
+            .replace(
+                "timezone = \"Europe/Berlin\"",
+                "timezone = \"Europe/Berlinn\"",
+            )
+            .replace(
+                "write:holding-registers:100-199",
+                "write:holding-registers:199-100",
+            );
+        std::fs::write(&path, text).unwrap();
+        let path = path.to_str().unwrap();
+        let (code, out, err) = run_check(&["check", path]);
+        assert_eq!(code, ExitCode::from(1));
+        assert!(out.is_empty());
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(
+            lines[0].starts_with(&format!("{path}:19:12: invalid timezone")),
+            "{err}"
+        );
+        assert!(lines[1].contains("inverted range"), "{err}");
+        assert!(lines[2].contains("2 errors"), "{err}");
+        assert!(lines[3].starts_with("hint: "), "{err}");
+        let (code, out, _) = run_check(&["check", path, "--json"]);
+        assert_eq!(code, ExitCode::from(1));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["valid"], false);
+        assert_eq!(v["diagnostics"][0]["line"], 19);
+        assert_eq!(v["diagnostics"][0]["column"], 12);
+    }
+
+    #[test]
+    fn check_of_a_missing_file_is_an_error_with_a_hint() {
+        let PolicyCommand::Check(a) = parse_cli(&["check", "/nonexistent/policy.toml"]) else {
+            panic!()
+        };
+        let error = check(a, &mut Vec::new(), &mut Vec::new()).unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/policy.toml"),
+            "{error:#}"
+        );
+        assert!(error
+            .chain()
+            .any(|c| c.downcast_ref::<crate::cli::Hinted>().is_some()));
+    }
+
+    #[test]
+    fn explain_the_maintenance_window() {
+        let (code, out) = run_explain(&[
+            "explain",
+            PLANT,
+            "--who",
+            "alice",
+            "--target",
+            "line3-plc",
+            "--op",
+            "write:holding-registers:100-199",
+            "--at",
+            "2026-11-28T07:00:00+01:00",
+            "--duration",
+            "6h",
+            "--ticket",
+            "CHG-1234",
+        ]);
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert!(
+            out.contains("NEEDS APPROVAL under rule `line3-maintenance`"),
+            "{out}"
+        );
+        assert!(out.contains("1 shift-supervisor"), "{out}");
+        assert!(out.contains("cut to the rule's maximum of 4h"), "{out}");
+        assert!(
+            out.contains("Sat 2026-11-28 07:00 to Sat 2026-11-28 10:00"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn explain_a_denial_exits_1_and_names_the_reason() {
+        let (code, out) = run_explain(&[
+            "explain",
+            PLANT,
+            "--who",
+            "alice",
+            "--target",
+            "line3-plc",
+            "--op",
+            "read",
+            "--at",
+            "2026-11-24T07:00:00+01:00",
+            "--ticket",
+            "CHG-1234",
+        ]);
+        assert_eq!(code, ExitCode::from(1));
+        assert!(out.contains("DENY"), "{out}");
+        assert!(
+            out.contains("outside the schedule of rule `line3-maintenance`"),
+            "{out}"
+        );
+        assert!(
+            out.contains("next window (local, Europe/Berlin): Sat 2026-11-28 06:00"),
+            "{out}"
+        );
+        let (code, out) = run_explain(&[
+            "explain",
+            PLANT,
+            "--who",
+            "vendor-acme",
+            "--target",
+            "line1-plc",
+            "--op",
+            "write",
+            "--at",
+            "2026-11-24T07:00:00+01:00",
+            "--json",
+        ]);
+        assert_eq!(code, ExitCode::from(1));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["verdict"], "deny");
+        assert_eq!(v["decision"]["detail"]["reason"], "operation_not_permitted");
+    }
+
+    #[test]
+    fn explain_refuses_bad_operations_as_usage_errors() {
+        let result = Cli::try_parse_from([
+            "otgate",
+            "policy",
+            "explain",
+            PLANT,
+            "--who",
+            "alice",
+            "--target",
+            "line3-plc",
+            "--op",
+            "erase",
+        ]);
+        let error = result.unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(
+            error
+                .to_string()
+                .contains("unknown operation class `erase`"),
+            "{error}"
+        );
+    }
 }
