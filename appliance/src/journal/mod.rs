@@ -42,6 +42,7 @@ pub mod event;
 pub mod keys;
 pub mod read;
 pub mod record;
+pub mod verify;
 mod writer;
 
 use std::path::{Path, PathBuf};
