@@ -194,7 +194,7 @@ struct Walker<'k> {
 }
 
 /// Verify the journal in `dir` against the appliance public key `key`.
-pub fn verify(dir: &Path, key: &VerifyingKey) -> Result<Verified, VerifyFailure> {
+pub fn verify(dir: &Path, key: &VerifyingKey) -> Result<Verified, Box<VerifyFailure>> {
     let mut walker = Walker {
         key,
         verified: Verified {
