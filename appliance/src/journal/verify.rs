@@ -206,10 +206,10 @@ pub fn verify(dir: &Path, key: &VerifyingKey) -> Result<Verified, Box<VerifyFail
     };
     match walker.walk(dir) {
         Ok(()) => Ok(walker.verified),
-        Err(damage) => Err(VerifyFailure {
+        Err(damage) => Err(Box::new(VerifyFailure {
             damage,
             verified: walker.verified,
-        }),
+        })),
     }
 }
 
