@@ -64,6 +64,13 @@ pub enum JournalEvent {
         /// The reserve kept for denials and break-glass.
         reserve_bytes: u64,
     },
+    /// A note written into the journal by an operator or a tool (also used by the crash tests).
+    Note {
+        /// Who wrote it, if known.
+        actor: Option<String>,
+        /// The note.
+        text: String,
+    },
     /// The sled state was rebuilt from the journal.
     StateRebuilt {
         /// Why: missing, would not open, behind the journal, ahead of the journal, forced.
@@ -110,6 +117,14 @@ impl Subjects for JournalEvent {
             JournalEvent::Checkpoint { .. } => "checkpoint",
             JournalEvent::BudgetLow { .. } => "budget_low",
             JournalEvent::StateRebuilt { .. } => "state_rebuilt",
+            JournalEvent::Note { .. } => "note",
+        }
+    }
+
+    fn actor(&self) -> Option<&str> {
+        match self {
+            JournalEvent::Note { actor, .. } => actor.as_deref(),
+            _ => None,
         }
     }
 }
