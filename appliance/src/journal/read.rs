@@ -235,3 +235,137 @@ impl Iterator for JournalReader {
         }
     }
 }
+
+/// Follows the journal as it grows: each [`JournalTail::read_up_to`] returns the records
+/// written since the last call (up to a limit), reading only the new bytes. Used by the sled
+/// state and by follow-mode export, which must see every record exactly once, in order.
+#[derive(Debug)]
+pub struct JournalTail {
+    dir: PathBuf,
+    /// The segment being followed (first seq, path) and the offset of the next frame in it.
+    position: Option<(u64, PathBuf, u64)>,
+    next_seq: u64,
+}
+
+impl JournalTail {
+    /// Follow the journal in `dir` from record `from_seq` on.
+    pub fn new(dir: &Path, from_seq: u64) -> JournalTail {
+        JournalTail {
+            dir: dir.to_path_buf(),
+            position: None,
+            next_seq: from_seq.max(1),
+        }
+    }
+
+    /// The seq the next returned record will have.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The records from the next one up to `limit` (inclusive) that are on disk now.
+    pub fn read_up_to(&mut self, limit: u64) -> Result<Vec<StoredRecord>, ReadError> {
+        let mut records = Vec::new();
+        self.read_each(limit, |record| {
+            records.push(record);
+            Ok::<(), ReadError>(())
+        })?;
+        Ok(records)
+    }
+
+    /// Call `each` for every record from the next one up to `limit` that is on disk now; stops
+    /// at the first error from `each` (that record is returned again by the next call).
+    pub fn read_each<E: From<ReadError>>(
+        &mut self,
+        limit: u64,
+        mut each: impl FnMut(StoredRecord) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut count = 0;
+        while self.next_seq <= limit {
+            let (first, path, offset) = match self.position.take() {
+                Some(position) => position,
+                None => {
+                    let segments = list_segments(&self.dir).map_err(|source| ReadError::Io {
+                        path: self.dir.clone(),
+                        source,
+                    })?;
+                    let at = segments
+                        .iter()
+                        .rposition(|(first, _)| *first <= self.next_seq);
+                    match at.and_then(|i| segments.into_iter().nth(i)) {
+                        Some((first, path)) => (first, path, SEGMENT_HEADER_LEN as u64),
+                        None => return Ok(count),
+                    }
+                }
+            };
+            let mut bytes = Vec::new();
+            std::fs::File::open(&path)
+                .and_then(|mut f| {
+                    f.seek(SeekFrom::Start(offset))
+                        .and_then(|_| f.read_to_end(&mut bytes))
+                })
+                .map_err(|source| ReadError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            let mut used = 0usize;
+            let mut stop = false;
+            while let Some(rest) = bytes.get(used..).filter(|r| !r.is_empty()) {
+                let raw = match record::decode(rest) {
+                    Ok(raw) => raw,
+                    Err(FrameError::Truncated { .. }) => break,
+                    Err(error) => {
+                        let error = ReadError::Frame {
+                            segment: path.clone(),
+                            offset: offset + used as u64,
+                            after_seq: self.next_seq.saturating_sub(1),
+                            error,
+                        };
+                        self.position = Some((first, path, offset + used as u64));
+                        return Err(error.into());
+                    }
+                };
+                if raw.seq > limit {
+                    stop = true;
+                    break;
+                }
+                if raw.seq >= self.next_seq {
+                    let record = match decode_record(&raw) {
+                        Ok(record) => record,
+                        Err(e) => {
+                            self.position = Some((first, path, offset + used as u64));
+                            return Err(e.into());
+                        }
+                    };
+                    if let Err(e) = each(record) {
+                        self.position = Some((first, path, offset + used as u64));
+                        return Err(e);
+                    }
+                    count += 1;
+                    self.next_seq = raw.seq + 1;
+                }
+                used += raw.frame_len;
+            }
+            let end = offset + used as u64;
+            if stop || self.next_seq > limit {
+                self.position = Some((first, path, end));
+                break;
+            }
+            // Everything on disk in this segment is read: move on if a later segment exists.
+            let segments = list_segments(&self.dir).map_err(|source| ReadError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+            match segments.into_iter().find(|(f, _)| *f > first) {
+                Some((next_first, next_path)) => {
+                    self.position = Some((next_first, next_path, SEGMENT_HEADER_LEN as u64))
+                }
+                None => {
+                    self.position = Some((first, path, end));
+                    break;
+                }
+            }
+        }
+        Ok(count)
+    }
+}
