@@ -102,6 +102,9 @@ pub enum Opened {
     },
 }
 
+/// Every view's entries (key, value), by view name: what `dump` and `fresh_dump` return.
+pub type Dump = BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
+
 const META_TREE: &str = "__otgate_state";
 const KEY_FORMAT: &[u8] = b"format";
 const KEY_VIEWS: &[u8] = b"views";
@@ -389,7 +392,7 @@ impl State {
     }
 
     /// Every view's content, for comparing two states (tests, `otgate state status --deep`).
-    pub fn dump(&self) -> Result<BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>, StateError> {
+    pub fn dump(&self) -> Result<Dump, StateError> {
         let mut out = BTreeMap::new();
         for (view, tree) in &self.inner.views {
             let mut entries = Vec::new();
@@ -418,7 +421,7 @@ pub fn fresh_dump(
     journal_dir: &Path,
     views: Vec<Arc<dyn View>>,
     up_to: u64,
-) -> Result<BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>, StateError> {
+) -> Result<Dump, StateError> {
     let views = with_builtin(views)?;
     let db = sled::Config::new()
         .temporary(true)
