@@ -40,6 +40,27 @@ pub enum AuditCommand {
     /// Show journal records, filtered by time, actor, asset, kind, grant or session.
     #[command(after_help = SHOW_HELP)]
     Show(ShowArgs),
+    /// Testing only: append notes from concurrent writers until killed, printing each
+    /// acknowledged seq (used by the crash tests). Never on a real appliance's data dir.
+    #[command(hide = true)]
+    DangerStressWriter(StressArgs),
+}
+
+/// Arguments of the hidden `otgate audit danger-stress-writer`.
+#[derive(Debug, clap::Args)]
+pub struct StressArgs {
+    /// Concurrent writer threads.
+    #[arg(long, default_value_t = 8)]
+    pub writers: u32,
+    /// Notes per writer (default: until killed).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Segment size, small to rotate often.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub segment_bytes: u64,
+    /// A checkpoint every this many records.
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: u64,
 }
 
 /// Arguments of `otgate audit verify`.
@@ -97,6 +118,7 @@ pub fn run(globals: &Globals, command: AuditCommand) -> anyhow::Result<ExitCode>
     match command {
         AuditCommand::Verify(args) => verify_command(globals, args),
         AuditCommand::Show(args) => show(globals, args),
+        AuditCommand::DangerStressWriter(args) => stress_writer(globals, args),
     }
 }
 
@@ -282,4 +304,50 @@ pub fn line(record: &StoredRecord) -> String {
         text.push_str(&json);
     }
     text
+}
+
+/// Append notes through the state from `writers` threads; print `ack <seq> <text>` for each
+/// acknowledged one, flushed, so that a test killing this process knows what was promised.
+fn stress_writer(globals: &Globals, args: StressArgs) -> anyhow::Result<ExitCode> {
+    use crate::journal::event::{Event, JournalEvent};
+    let key =
+        crate::journal::keys::load_or_generate_appliance_key(&globals.data_dir.appliance_key())?;
+    let config = crate::journal::JournalConfig {
+        segment_bytes: args.segment_bytes,
+        checkpoint_every_records: args.checkpoint_every,
+        ..crate::journal::JournalConfig::default()
+    };
+    let journal = crate::journal::Journal::open(&globals.data_dir.journal_dir(), key, config)?;
+    let state = crate::state::State::open(&globals.data_dir, &journal)?;
+    let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let threads: Vec<_> = (0..args.writers)
+        .map(|w| {
+            let state = state.clone();
+            let out = out.clone();
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let mut i = 0u64;
+                while args.count.is_none_or(|count| i < count) {
+                    let text = format!("w{w}-{i}-{}", std::process::id());
+                    let event = Event::Journal(JournalEvent::Note {
+                        actor: Some(format!("stress-{w}")),
+                        text: text.clone(),
+                    });
+                    let recorded = state.append_blocking(event)?;
+                    let mut out = out
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("stdout lock poisoned"))?;
+                    writeln!(out, "ack {} {text}", recorded.seq())?;
+                    out.flush()?;
+                    i += 1;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("a writer thread panicked"))??;
+    }
+    Ok(ExitCode::SUCCESS)
 }

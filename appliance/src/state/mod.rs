@@ -261,7 +261,11 @@ impl State {
         } else {
             None
         };
-        tracing::warn!(%reason, moved_aside = ?moved_aside, "state: rebuilding from the journal");
+        if moved_aside.is_some() {
+            tracing::warn!(%reason, moved_aside = ?moved_aside, "state: rebuilding from the journal");
+        } else {
+            tracing::info!(%reason, "state: building from the journal");
+        }
         let db = open_sled(&dir).map_err(|reason| StateError::Store {
             path: dir.clone(),
             reason,
