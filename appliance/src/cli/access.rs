@@ -57,3 +57,4 @@ pub struct ReviewArgs {}
 pub fn review(_globals: &Globals, _args: ReviewArgs) -> anyhow::Result<ExitCode> {
     anyhow::bail!("this command is not built yet")
 }
+

@@ -30,3 +30,4 @@ pub struct StatusArgs {}
 pub fn status(_globals: &Globals, _args: StatusArgs) -> anyhow::Result<ExitCode> {
     anyhow::bail!("this command is not built yet")
 }
+
