@@ -473,6 +473,8 @@ impl Anomalies {
     pub const VENDOR_FUNCTION: Self = Self(1 << 4);
     /// The frame is an exception response.
     pub const EXCEPTION: Self = Self(1 << 5);
+    /// Bytes after the PDU's last field (tolerated by `parse_lenient`).
+    pub const TRAILING_BYTES: Self = Self(1 << 7);
     /// A response that does not fit its request (function, byte counts, echoed fields).
     pub const RESPONSE_MISMATCH: Self = Self(1 << 6);
 
@@ -493,7 +495,7 @@ impl Anomalies {
 
     /// The names of the flags set, for events.
     pub fn names(self) -> impl Iterator<Item = &'static str> {
-        const NAMES: [(Anomalies, &str); 7] = [
+        const NAMES: [(Anomalies, &str); 8] = [
             (Anomalies::PROTOCOL_ID, "protocol_id"),
             (Anomalies::LENGTH_OUT_OF_RANGE, "length_out_of_range"),
             (Anomalies::LENGTH_MISMATCH, "length_mismatch"),
@@ -501,6 +503,7 @@ impl Anomalies {
             (Anomalies::VENDOR_FUNCTION, "vendor_function"),
             (Anomalies::EXCEPTION, "exception"),
             (Anomalies::RESPONSE_MISMATCH, "response_mismatch"),
+            (Anomalies::TRAILING_BYTES, "trailing_bytes"),
         ];
         NAMES
             .into_iter()
@@ -1082,13 +1085,13 @@ impl<'a> Reader<'a> {
         self.buf.len()
     }
 
-    fn finish(self) -> Result<(), DecodeError> {
-        if self.buf.is_empty() {
-            Ok(())
+    /// Strict: leftovers are an error. Lenient: returns how many bytes were left over.
+    fn finish_or_count(self, lenient: bool) -> Result<usize, DecodeError> {
+        let extra = self.buf.len();
+        if extra == 0 || lenient {
+            Ok(extra)
         } else {
-            Err(DecodeError::TrailingBytes {
-                extra: self.buf.len(),
-            })
+            Err(DecodeError::TrailingBytes { extra })
         }
     }
 
@@ -1321,6 +1324,24 @@ impl<'a> Request<'a> {
     /// Decodes a request PDU (function code and data). Never panics, never allocates; refuses
     /// trailing bytes, quantities out of range, byte counts that do not match, ranges past 65535.
     pub fn parse(pdu: &'a [u8]) -> Result<Self, DecodeError> {
+        Self::parse_with(pdu, false).map(|(request, _)| request)
+    }
+
+    /// The inspector's parse: like [`Request::parse`], but bytes after the last field are
+    /// tolerated and flagged [`Anomalies::TRAILING_BYTES`] (the emitted form drops them).
+    pub fn parse_lenient(pdu: &'a [u8]) -> Result<(Self, Anomalies), DecodeError> {
+        let (request, extra) = Self::parse_with(pdu, true)?;
+        let mut anomalies = Anomalies::NONE;
+        if extra > 0 {
+            anomalies.insert(Anomalies::TRAILING_BYTES);
+        }
+        if request.function().class() == ModbusClass::Program {
+            anomalies.insert(Anomalies::VENDOR_FUNCTION);
+        }
+        Ok((request, anomalies))
+    }
+
+    fn parse_with(pdu: &'a [u8], lenient: bool) -> Result<(Self, usize), DecodeError> {
         let (&function, data) = pdu.split_first().ok_or(DecodeError::EmptyPdu)?;
         let function = FunctionCode(function);
         if function.0 == 0 || function.is_exception() {
@@ -1486,8 +1507,8 @@ impl<'a> Request<'a> {
                 data: r.rest(),
             },
         };
-        r.finish()?;
-        Ok(request)
+        let extra = r.finish_or_count(lenient)?;
+        Ok((request, extra))
     }
 
     /// The function code.
@@ -1806,17 +1827,48 @@ impl<'a> Response<'a> {
     /// [`Response::Exception`]; a response carrying another function code is a
     /// [`DecodeError::FunctionMismatch`]. Never panics, never allocates.
     pub fn parse(request: FunctionCode, pdu: &'a [u8]) -> Result<Self, DecodeError> {
+        Self::parse_with(request, pdu, false).map(|(response, _)| response)
+    }
+
+    /// The inspector's parse: like [`Response::parse`], but bytes after the last field are
+    /// tolerated and flagged [`Anomalies::TRAILING_BYTES`]; exceptions are flagged too.
+    pub fn parse_lenient(
+        request: FunctionCode,
+        pdu: &'a [u8],
+    ) -> Result<(Self, Anomalies), DecodeError> {
+        let (response, extra) = Self::parse_with(request, pdu, true)?;
+        let mut anomalies = Anomalies::NONE;
+        if extra > 0 {
+            anomalies.insert(Anomalies::TRAILING_BYTES);
+        }
+        if response.exception().is_some() {
+            anomalies.insert(Anomalies::EXCEPTION);
+        }
+        if response.function().class() == ModbusClass::Program {
+            anomalies.insert(Anomalies::VENDOR_FUNCTION);
+        }
+        Ok((response, anomalies))
+    }
+
+    fn parse_with(
+        request: FunctionCode,
+        pdu: &'a [u8],
+        lenient: bool,
+    ) -> Result<(Self, usize), DecodeError> {
         let (&function, data) = pdu.split_first().ok_or(DecodeError::EmptyPdu)?;
         let function = FunctionCode(function);
         let request = request.base();
         let mut r = Reader::new(data);
         if function.is_exception() && function.base() == request {
             let code = ExceptionCode(r.u8("exception code")?);
-            r.finish()?;
-            return Ok(Self::Exception(Exception {
-                function: request,
-                code,
-            }));
+            let extra = r.finish_or_count(lenient)?;
+            return Ok((
+                Self::Exception(Exception {
+                    function: request,
+                    code,
+                }),
+                extra,
+            ));
         }
         if function != request {
             return Err(DecodeError::FunctionMismatch {
@@ -1977,8 +2029,8 @@ impl<'a> Response<'a> {
                 data: r.rest(),
             },
         };
-        r.finish()?;
-        Ok(response)
+        let extra = r.finish_or_count(lenient)?;
+        Ok((response, extra))
     }
 
     /// The function code the response carries (with 0x80 for exceptions).
@@ -2874,6 +2926,24 @@ mod tests {
         // An exception response is flagged.
         let (_, anomalies) = Adu::new_lenient(&[0, 1, 0, 0, 0, 3, 1, 0x83, 0x02]).unwrap();
         assert_eq!(anomalies, Anomalies::EXCEPTION);
+        // Trailing bytes are tolerated and flagged.
+        let (request, anomalies) = Request::parse_lenient(&[0x2B, 0x0E, 0x03, 0x01, 0x00]).unwrap();
+        assert_eq!(
+            request,
+            Request::ReadDeviceIdentification {
+                read_code: 3,
+                object_id: 1
+            }
+        );
+        assert_eq!(anomalies, Anomalies::TRAILING_BYTES);
+        let (response, anomalies) =
+            Response::parse_lenient(FunctionCode(1), &[0x81, 0x06, 0x00]).unwrap();
+        assert_eq!(
+            response.exception(),
+            Some(ExceptionCode::SERVER_DEVICE_BUSY)
+        );
+        assert_eq!(anomalies, Anomalies::TRAILING_BYTES | Anomalies::EXCEPTION);
+        assert!(Response::parse(FunctionCode(1), &[0x81, 0x06, 0x00]).is_err());
         // Without a function code there is nothing to keep.
         assert!(Adu::new_lenient(&[0, 1, 0, 0, 0, 2, 1]).is_err());
     }
