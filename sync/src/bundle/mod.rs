@@ -331,7 +331,15 @@ impl Body {
 
 impl Bundle {
     /// An unsigned bundle holding `body` (whose limits are checked here).
-    pub fn new(body: Body) -> Result<Self, DecodeError> {
+    pub fn new(mut body: Body) -> Result<Self, DecodeError> {
+        // Instants are whole seconds on the wire; keep the in-memory body equal to the decoded one.
+        for t in [
+            &mut body.header.issued_at,
+            &mut body.header.not_before,
+            &mut body.header.expires_at,
+        ] {
+            *t = instant("instant", t.timestamp())?;
+        }
         body.check()?;
         let mut inner = Writer::with_capacity(body.policy_source.len() + 256);
         body.emit(&mut inner);
