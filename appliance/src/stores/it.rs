@@ -218,11 +218,16 @@ impl ItStore {
 
     /// Reset `identity`'s failure count after a success.
     pub fn record_success(&self, identity: &str) -> Result<(), StoreError> {
-        self.update(|doc| {
-            if let Some(account) = doc.accounts.get_mut(identity) {
+        let _lock = StoreLock::acquire(&self.dir)?;
+        let mut doc = self.load()?;
+        match doc.accounts.get_mut(identity) {
+            // Write only when there is something to forget: a login costs no extra fsync.
+            Some(account) if account.failures != FailureCounter::default() => {
                 account.failures.reset();
+                sealed::save_doc(&self.key, LABEL, &Self::store_path(&self.dir), &doc)
             }
-        })
+            _ => Ok(()),
+        }
     }
 
     /// Verify `identity`'s TOTP `code` at `now`, once: on success the accepted step is on disk

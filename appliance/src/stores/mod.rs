@@ -329,7 +329,7 @@ impl AuthError {
     }
 
     /// Whether this refusal counts as a failed attempt for rate limiting (the peer tried and
-    /// failed), as opposed to our own fault.
+    /// failed), as opposed to our own fault or a factor merely left out.
     pub fn counts_as_failure(&self) -> bool {
         !matches!(
             self,
