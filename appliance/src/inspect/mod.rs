@@ -1,2 +1,5 @@
 //! Passive inspection of mirrored OT traffic: capture input (pcap/pcapng files, live receive-only
 //! sockets), TCP reassembly, events, asset inventory, baseline and alerts. It never transmits.
+
+pub mod capture;
+pub mod reassembly;
