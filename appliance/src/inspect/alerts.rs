@@ -245,9 +245,12 @@ impl Detector {
         let Some(baseline) = &self.baseline else {
             return;
         };
-        let known = baseline
-            .pair(&key)
-            .map(|profile| (profile.functions.contains(&function), profile.peak_per_minute));
+        let known = baseline.pair(&key).map(|profile| {
+            (
+                profile.functions.contains(&function),
+                profile.peak_per_minute,
+            )
+        });
         match known {
             None => {
                 bound_set(&mut self.new_pairs);

@@ -186,6 +186,11 @@ impl CaptureFile {
         self.read.load(Ordering::Relaxed)
     }
 
+    /// A shared counter of the bytes read so far, readable while frames are being handed out.
+    pub fn position_handle(&self) -> Arc<AtomicU64> {
+        self.read.clone()
+    }
+
     /// Frames returned so far.
     pub fn frames(&self) -> u64 {
         self.frames
