@@ -19,3 +19,6 @@ pub use registry::{GrantRecord, Registry};
 pub use seams::{AccessPolicy, Answer, Ask, Recorder, Terms};
 pub use service::{GrantError, Grants, ListFilter, SessionLease};
 pub use state::GrantState;
+
+#[cfg(test)]
+mod tests;

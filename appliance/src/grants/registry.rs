@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::state::{check_move, GrantState, IllegalMove};
-use crate::journal::event::{AccessEvent, EndReason, GrantMode, RevokeCause, RoleCount};
+use crate::journal::event::{
+    AccessEvent, EndReason, GrantMode, RevokeCause, RoleCount, Submission,
+};
 
 /// One approval given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,28 +222,29 @@ impl Registry {
     /// change nothing but the warning marks.
     pub fn apply(&mut self, event: &AccessEvent) -> Result<(), ApplyError> {
         match event {
-            AccessEvent::RequestSubmitted {
-                request_id,
-                grant_id,
-                requester,
-                asset,
-                operations,
-                rule,
-                mode,
-                scope,
-                start,
-                end,
-                decision,
-                approvals_required,
-                idle_timeout_secs,
-                end_on_last_disconnect,
-                revoke_on,
-                ticket,
-                reason,
-                source,
-                at,
-                ..
-            } => {
+            AccessEvent::RequestSubmitted(submission) => {
+                let Submission {
+                    request_id,
+                    grant_id,
+                    requester,
+                    asset,
+                    operations,
+                    rule,
+                    mode,
+                    scope,
+                    start,
+                    end,
+                    decision,
+                    approvals_required,
+                    idle_timeout_secs,
+                    end_on_last_disconnect,
+                    revoke_on,
+                    ticket,
+                    reason,
+                    source,
+                    at,
+                    ..
+                } = submission.as_ref();
                 let state = match (mode, grant_id) {
                     (GrantMode::Approvers, _) | (_, None) => GrantState::Requested,
                     (_, Some(_)) if start <= at => GrantState::Active,

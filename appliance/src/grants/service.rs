@@ -28,7 +28,7 @@ use super::seams::{AccessPolicy, Answer, Ask, RecordError, Recorder};
 use super::state::{check_move, GrantState, IllegalMove};
 use crate::clock::SharedClock;
 use crate::control::Notice;
-use crate::journal::event::{AccessEvent, EndReason, Event, GrantMode, RevokeCause};
+use crate::journal::event::{AccessEvent, EndReason, Event, GrantMode, RevokeCause, Submission};
 
 /// Warnings are given this many minutes before a grant's end.
 pub const WARN_MINUTES: [u32; 2] = [10, 2];
@@ -232,10 +232,7 @@ impl Grants {
             AccessEvent::RequestRefused { .. } | AccessEvent::GrantRevoked { .. }
         ) || matches!(
             &event,
-            AccessEvent::RequestSubmitted {
-                mode: GrantMode::Emergency,
-                ..
-            }
+            AccessEvent::RequestSubmitted(s) if s.mode == GrantMode::Emergency
         );
         self.recorder
             .record(Event::Access(event.clone()), reserved)
@@ -328,7 +325,7 @@ impl Grants {
             (Some(_), true) => GrantState::Active,
             (Some(_), false) => GrantState::Approved,
         };
-        let event = AccessEvent::RequestSubmitted {
+        let event = AccessEvent::RequestSubmitted(Box::new(Submission {
             request_id: request_id.clone(),
             grant_id: grant_id.clone(),
             requester: ask.requester.clone(),
@@ -349,7 +346,7 @@ impl Grants {
             source: ask.source.map(|s| s.to_string()),
             mfa: ask.mfa,
             at: now,
-        };
+        }));
         self.transition(&mut registry, event, Some(to)).await?;
         if let Some(g) = &grant_id {
             self.make_live(&registry, g, to == GrantState::Active);
@@ -994,7 +991,7 @@ pub fn words_of(needs: &[crate::journal::event::RoleCount]) -> String {
 fn notice_for(event: &AccessEvent, record: &GrantRecord) -> Option<Notice> {
     let id = record.display_id();
     let (kind, message, at) = match event {
-        AccessEvent::RequestSubmitted { at, .. } => (
+        AccessEvent::RequestSubmitted(s) => (
             "request_submitted",
             format!(
                 "{} asks for {} on {} ({}): {}",
@@ -1004,7 +1001,7 @@ fn notice_for(event: &AccessEvent, record: &GrantRecord) -> Option<Notice> {
                 id,
                 record.state
             ),
-            *at,
+            s.at,
         ),
         AccessEvent::RequestRefused { reason, at, .. } => (
             "request_refused",

@@ -62,54 +62,58 @@ pub enum RevokeCause {
     Trigger,
 }
 
+/// A submitted request that policy allowed: everything the grants view needs to rebuild it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submission {
+    /// `R-0001`.
+    pub request_id: String,
+    /// `G-0001` when policy approved it by itself (auto or emergency).
+    pub grant_id: Option<String>,
+    /// The IT identity that asked.
+    pub requester: String,
+    /// The asset asked for.
+    pub asset: String,
+    /// The operations asked for, as the requester wrote them.
+    pub operations: Vec<String>,
+    /// The rule that decided.
+    pub rule: String,
+    /// How it gets approved.
+    pub mode: GrantMode,
+    /// The granted scope (clipped to the rule).
+    pub scope: serde_json::Value,
+    /// The window's start.
+    pub start: DateTime<Utc>,
+    /// The window's end (clipped to the rule, the schedule and the account's expiry).
+    pub end: DateTime<Utc>,
+    /// What the decision said in words (clipping, approvals needed).
+    pub decision: String,
+    /// Approvals still needed, per role.
+    pub approvals_required: Vec<RoleCount>,
+    /// Idle timeout of its sessions, seconds.
+    pub idle_timeout_secs: u64,
+    /// Whether the grant ends when its last session disconnects.
+    pub end_on_last_disconnect: bool,
+    /// Triggers that revoke it (policy names).
+    pub revoke_on: Vec<String>,
+    /// The change ticket given.
+    pub ticket: Option<String>,
+    /// The reason given.
+    pub reason: String,
+    /// The address the request came from.
+    pub source: Option<String>,
+    /// Whether the requester passed MFA.
+    pub mfa: bool,
+    /// When it was submitted.
+    pub at: DateTime<Utc>,
+}
+
 /// Access events: requests, decisions, approvals, denials, grants activated, ended, revoked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AccessEvent {
     /// A request was submitted and policy allowed it (now `requested`, `approved` or `active`).
-    RequestSubmitted {
-        /// `R-0001`.
-        request_id: String,
-        /// `G-0001` when policy approved it by itself (auto or emergency).
-        grant_id: Option<String>,
-        /// The IT identity that asked.
-        requester: String,
-        /// The asset asked for.
-        asset: String,
-        /// The operations asked for, as the requester wrote them.
-        operations: Vec<String>,
-        /// The rule that decided.
-        rule: String,
-        /// How it gets approved.
-        mode: GrantMode,
-        /// The granted scope (clipped to the rule).
-        scope: serde_json::Value,
-        /// The window's start.
-        start: DateTime<Utc>,
-        /// The window's end (clipped to the rule, the schedule and the account's expiry).
-        end: DateTime<Utc>,
-        /// What the decision said in words (clipping, approvals needed).
-        decision: String,
-        /// Approvals still needed, per role.
-        approvals_required: Vec<RoleCount>,
-        /// Idle timeout of its sessions, seconds.
-        idle_timeout_secs: u64,
-        /// Whether the grant ends when its last session disconnects.
-        end_on_last_disconnect: bool,
-        /// Triggers that revoke it (policy names).
-        revoke_on: Vec<String>,
-        /// The change ticket given.
-        ticket: Option<String>,
-        /// The reason given.
-        reason: String,
-        /// The address the request came from.
-        source: Option<String>,
-        /// Whether the requester passed MFA.
-        mfa: bool,
-        /// When it was submitted.
-        at: DateTime<Utc>,
-    },
+    RequestSubmitted(Box<Submission>),
     /// A request was refused by policy when submitted (now `denied`).
     RequestRefused {
         /// `R-0001`.
@@ -239,8 +243,8 @@ impl AccessEvent {
     /// The request this record is about, if any.
     pub fn request_id(&self) -> Option<&str> {
         match self {
-            Self::RequestSubmitted { request_id, .. }
-            | Self::RequestRefused { request_id, .. }
+            Self::RequestSubmitted(s) => Some(&s.request_id),
+            Self::RequestRefused { request_id, .. }
             | Self::ApprovalGiven { request_id, .. }
             | Self::RequestApproved { request_id, .. }
             | Self::RequestDenied { request_id, .. }
@@ -257,7 +261,7 @@ impl AccessEvent {
 impl Subjects for AccessEvent {
     fn kind(&self) -> &'static str {
         match self {
-            Self::RequestSubmitted { .. } => "request_submitted",
+            Self::RequestSubmitted(_) => "request_submitted",
             Self::RequestRefused { .. } => "request_refused",
             Self::ApprovalGiven { .. } => "approval_given",
             Self::RequestApproved { .. } => "request_approved",
@@ -274,9 +278,8 @@ impl Subjects for AccessEvent {
 
     fn actor(&self) -> Option<&str> {
         match self {
-            Self::RequestSubmitted { requester, .. } | Self::RequestRefused { requester, .. } => {
-                Some(requester)
-            }
+            Self::RequestSubmitted(s) => Some(&s.requester),
+            Self::RequestRefused { requester, .. } => Some(requester),
             Self::ApprovalGiven { approver, .. } | Self::RequestDenied { approver, .. } => {
                 Some(approver)
             }
@@ -288,18 +291,16 @@ impl Subjects for AccessEvent {
 
     fn asset(&self) -> Option<&str> {
         match self {
-            Self::RequestSubmitted { asset, .. } | Self::RequestRefused { asset, .. } => {
-                Some(asset)
-            }
+            Self::RequestSubmitted(s) => Some(&s.asset),
+            Self::RequestRefused { asset, .. } => Some(asset),
             _ => None,
         }
     }
 
     fn grant(&self) -> Option<&str> {
         match self {
-            Self::RequestSubmitted { grant_id, .. } | Self::GrantRevoked { grant_id, .. } => {
-                grant_id.as_deref()
-            }
+            Self::RequestSubmitted(s) => s.grant_id.as_deref(),
+            Self::GrantRevoked { grant_id, .. } => grant_id.as_deref(),
             Self::RequestApproved { grant_id, .. }
             | Self::GrantActivated { grant_id, .. }
             | Self::GrantWarning { grant_id, .. }
