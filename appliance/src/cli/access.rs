@@ -333,10 +333,7 @@ fn print_records(answer: &Value, as_json: bool) -> anyhow::Result<()> {
         let what = match (&r.outcome, r.state) {
             (Some(o), _) => format!("{} ({})", o.reason, o.by),
             (None, crate::grants::GrantState::Requested) => {
-                format!(
-                    "needs {}",
-                    crate::grants::service::words_of(&r.approvals_missing())
-                )
+                format!("needs {}", crate::grants::service::words_of(&r.missing))
             }
             (None, _) if r.awaits_review() => "emergency: awaits review".to_owned(),
             (None, _) => r.operations.join(", "),

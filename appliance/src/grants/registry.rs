@@ -75,6 +75,10 @@ pub struct GrantRecord {
     pub decision: String,
     /// Approvals required per role (the full requirement).
     pub approvals_required: Vec<RoleCount>,
+    /// If not empty, only these OT identities may approve.
+    pub approvers: Vec<String>,
+    /// Approvals still missing per role.
+    pub missing: Vec<RoleCount>,
     /// Approvals given so far.
     pub approvals: Vec<ApprovalEntry>,
     /// Idle timeout of its sessions, seconds.
@@ -236,6 +240,7 @@ impl Registry {
                     end,
                     decision,
                     approvals_required,
+                    approvers,
                     idle_timeout_secs,
                     end_on_last_disconnect,
                     revoke_on,
@@ -264,6 +269,12 @@ impl Registry {
                     end: *end,
                     decision: decision.clone(),
                     approvals_required: approvals_required.clone(),
+                    approvers: approvers.clone(),
+                    missing: if *mode == GrantMode::Approvers {
+                        approvals_required.clone()
+                    } else {
+                        Vec::new()
+                    },
                     approvals: Vec::new(),
                     idle_timeout_secs: *idle_timeout_secs,
                     end_on_last_disconnect: *end_on_last_disconnect,
@@ -307,6 +318,8 @@ impl Registry {
                     end: *at,
                     decision: reason.clone(),
                     approvals_required: Vec::new(),
+                    approvers: Vec::new(),
+                    missing: Vec::new(),
                     approvals: Vec::new(),
                     idle_timeout_secs: 0,
                     end_on_last_disconnect: false,
@@ -330,6 +343,7 @@ impl Registry {
                 request_id,
                 approver,
                 role,
+                missing,
                 at,
             } => {
                 let record = self.record_mut(request_id)?;
@@ -342,6 +356,7 @@ impl Registry {
                         },
                     });
                 }
+                record.missing = missing.clone();
                 record.approvals.push(ApprovalEntry {
                     approver: approver.clone(),
                     role: role.clone(),
@@ -353,7 +368,9 @@ impl Registry {
                 grant_id,
                 ..
             } => {
-                self.move_to(request_id, GrantState::Approved)?.grant_id = Some(grant_id.clone());
+                let record = self.move_to(request_id, GrantState::Approved)?;
+                record.grant_id = Some(grant_id.clone());
+                record.missing.clear();
                 self.note_grant_id(grant_id, request_id);
             }
             AccessEvent::RequestDenied {

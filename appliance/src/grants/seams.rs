@@ -58,6 +58,8 @@ pub struct Terms {
     pub revoke_on: Vec<String>,
     /// Approvals required per role (empty for auto and emergency).
     pub approvals_required: Vec<RoleCount>,
+    /// If not empty, only these OT identities may approve.
+    pub approvers: Vec<String>,
     /// The decision in words.
     pub words: String,
 }
@@ -73,12 +75,30 @@ pub enum Answer {
     Deny(String),
 }
 
+/// How a set of approvals stands against a requirement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// Approvals still missing per role.
+    pub missing: Vec<RoleCount>,
+    /// For the newest approver: the role they count for, or why they do not count.
+    pub newest: Result<String, String>,
+}
+
 /// What the grants service asks of the active policy.
 pub trait AccessPolicy: Send + Sync + std::fmt::Debug {
     /// Decide a request at `now`.
     fn decide(&self, ask: &Ask, now: DateTime<Utc>) -> Answer;
     /// The roles of an OT identity; `None` when the policy names no such OT identity.
     fn ot_roles(&self, id: &str) -> Option<Vec<String>>;
+    /// Count `approvers` (in order; the last is the newest) against a requirement: distinct
+    /// people, never the requester, each filling one slot of one role they hold.
+    fn tally(
+        &self,
+        required: &[RoleCount],
+        allowed: &[String],
+        requester: &str,
+        approvers: &[String],
+    ) -> Tally;
     /// Whether `id` is an IT identity (people and vendors who ask).
     fn is_it_identity(&self, id: &str) -> bool;
     /// When an IT identity's account expires, if it does.

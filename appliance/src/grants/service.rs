@@ -338,6 +338,7 @@ impl Grants {
             end: terms.end,
             decision: terms.words.clone(),
             approvals_required: terms.approvals_required.clone(),
+            approvers: terms.approvers.clone(),
             idle_timeout_secs: terms.idle_timeout_secs,
             end_on_last_disconnect: terms.end_on_last_disconnect,
             revoke_on: terms.revoke_on.clone(),
@@ -406,48 +407,54 @@ impl Grants {
             let reason = "the requester cannot approve their own request".to_owned();
             return Err(self.refuse("approve", id, approver, reason).await);
         }
-        let Some(roles) = policy.ot_roles(approver) else {
+        if policy.ot_roles(approver).is_none() {
             let reason = if policy.is_it_identity(approver) {
                 format!("{approver} is an IT identity; only OT identities approve")
             } else {
                 format!("{approver} is not an OT identity of this policy")
             };
             return Err(self.refuse("approve", id, approver, reason).await);
-        };
+        }
         if record.approvals.iter().any(|a| a.approver == approver) {
             let reason = format!("{approver} approved already; approvers must be distinct people");
             return Err(self.refuse("approve", id, approver, reason).await);
         }
-        let missing = record.approvals_missing();
-        let Some(role) = missing
+        let mut approvers: Vec<String> = record
+            .approvals
             .iter()
-            .find(|need| roles.contains(&need.role))
-            .map(|n| n.role.clone())
-        else {
-            let reason = format!(
-                "{approver} has roles [{}]; the request needs {}",
-                roles.join(", "),
-                words_of(&missing)
-            );
-            return Err(self.refuse("approve", id, approver, reason).await);
+            .map(|a| a.approver.clone())
+            .collect();
+        approvers.push(approver.to_owned());
+        let tally = policy.tally(
+            &record.approvals_required,
+            &record.approvers,
+            &record.requester,
+            &approvers,
+        );
+        let role = match tally.newest {
+            Ok(role) => role,
+            Err(why) => {
+                let reason = format!(
+                    "{why}; the request still needs {}",
+                    words_of(&record.missing)
+                );
+                return Err(self.refuse("approve", id, approver, reason).await);
+            }
         };
         let given = AccessEvent::ApprovalGiven {
             request_id: request_id.clone(),
             approver: approver.to_owned(),
             role,
+            missing: tally.missing.clone(),
             at: now,
         };
         self.transition(&mut registry, given, None).await?;
-        let still = registry
-            .find(&request_id)
-            .map(GrantRecord::approvals_missing)
-            .unwrap_or_default();
-        if !still.is_empty() {
+        if !tally.missing.is_empty() {
             return Ok(Approval {
                 request_id,
                 grant_id: None,
                 state: GrantState::Requested,
-                missing: words_of(&still),
+                missing: words_of(&tally.missing),
             });
         }
         let grant_id = registry.next_grant_id();

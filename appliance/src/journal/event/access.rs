@@ -87,8 +87,11 @@ pub struct Submission {
     pub end: DateTime<Utc>,
     /// What the decision said in words (clipping, approvals needed).
     pub decision: String,
-    /// Approvals still needed, per role.
+    /// Approvals needed, per role.
     pub approvals_required: Vec<RoleCount>,
+    /// If not empty, only these OT identities may approve.
+    #[serde(default)]
+    pub approvers: Vec<String>,
     /// Idle timeout of its sessions, seconds.
     pub idle_timeout_secs: u64,
     /// Whether the grant ends when its last session disconnects.
@@ -135,8 +138,10 @@ pub enum AccessEvent {
         request_id: String,
         /// The OT identity.
         approver: String,
-        /// The role it approved as.
+        /// The role it was counted for.
         role: String,
+        /// Approvals still missing after this one, per role.
+        missing: Vec<RoleCount>,
         /// When.
         at: DateTime<Utc>,
     },
