@@ -35,6 +35,9 @@ pub struct Ask {
     pub source: Option<IpAddr>,
     /// Whether the requester passed a second factor.
     pub mfa: bool,
+    /// Whether this is a break-glass activation (only emergency rules apply).
+    #[serde(default)]
+    pub emergency: bool,
 }
 
 /// What policy grants when it allows a request (at once or after approvals).

@@ -182,6 +182,7 @@ fn ask(who: &str, start: DateTime<Utc>) -> Ask {
         reason: "pump curve".into(),
         source: None,
         mfa: true,
+        emergency: false,
     }
 }
 
