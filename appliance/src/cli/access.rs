@@ -49,6 +49,10 @@ pub struct RequestArgs {
     /// Print the answer as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Break-glass at the appliance: an OT operator (`--as`) asks through the local control
+    /// socket for an emergency grant; it is granted at once and queued for review.
+    #[arg(long, requires = "identity", conflicts_with_all = ["profile", "appliance", "pin", "key"])]
+    pub break_glass: bool,
     /// How to reach the appliance: a client profile file (address, pinned cert, identity, key).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["appliance", "pin", "identity", "key"])]
     pub profile: Option<std::path::PathBuf>,
@@ -67,8 +71,45 @@ pub struct RequestArgs {
 }
 
 /// Run `otgate request`.
-pub fn request(_globals: &Globals, _args: RequestArgs) -> anyhow::Result<ExitCode> {
+pub fn request(globals: &Globals, args: RequestArgs) -> anyhow::Result<ExitCode> {
+    if args.break_glass {
+        return break_glass(globals, &args);
+    }
     anyhow::bail!("otgate request needs the TLS tunnel client, which is not built yet")
+}
+
+fn break_glass(globals: &Globals, args: &RequestArgs) -> anyhow::Result<ExitCode> {
+    let params = json!({
+        "as": args.identity,
+        "totp": args.totp,
+        "target": args.target,
+        "operations": args.ops,
+        "duration_secs": args.duration.as_secs(),
+        "reason": args.reason,
+    });
+    let answer = call(globals, "grants.break_glass", params)?;
+    print_submitted(&answer, args.json)
+}
+
+/// Print what a submission came to; exit 1 when policy refused it.
+fn print_submitted(answer: &Value, as_json: bool) -> anyhow::Result<ExitCode> {
+    let state = text(answer, "state");
+    if as_json {
+        println!("{answer}");
+    } else {
+        let id = answer.get("grant_id").and_then(Value::as_str).map_or_else(
+            || text(answer, "request_id"),
+            |g| format!("{} ({g})", text(answer, "request_id")),
+        );
+        println!("{id}: {state}");
+        println!("decision: {}", text(answer, "decision"));
+        println!("next: {}", text(answer, "next"));
+    }
+    Ok(if state == "denied" {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// An OT person acting at the appliance, with their second factor.

@@ -39,6 +39,21 @@ struct Acting {
     reason: Option<String>,
 }
 
+/// A break-glass request at the appliance by an OT operator.
+#[derive(Debug, Deserialize)]
+struct BreakGlass {
+    #[serde(rename = "as")]
+    actor: String,
+    #[serde(default)]
+    totp: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    target: String,
+    operations: Vec<String>,
+    duration_secs: u64,
+    reason: String,
+}
+
 /// Answer a `grants.*` method.
 pub async fn handle(app: &Arc<Appliance>, method: &str, p: Value) -> Result<Value, ControlError> {
     match method {
@@ -98,6 +113,31 @@ pub async fn handle(app: &Arc<Appliance>, method: &str, p: Value) -> Result<Valu
                 .await
                 .map_err(grant_error)?;
             Ok(serde_json::json!({ "id": a.id, "signed_off_by": who }))
+        }
+        "grants.break_glass" => {
+            let b: BreakGlass = params(method, p)?;
+            let acting = Acting {
+                id: b.target.clone(),
+                actor: b.actor.clone(),
+                totp: b.totp.clone(),
+                password: b.password.clone(),
+                reason: None,
+            };
+            let who = authenticate(app, &acting).await?;
+            let ask = crate::grants::Ask {
+                requester: who,
+                asset: b.target,
+                operations: b.operations,
+                start: app.clock.now_utc(),
+                duration_secs: b.duration_secs,
+                ticket: None,
+                reason: b.reason,
+                source: None,
+                mfa: acting.totp.is_some(),
+                emergency: true,
+            };
+            let submitted = app.grants.submit(ask).await.map_err(grant_error)?;
+            to_json(&submitted)
         }
         _ => Err(ControlError::new(
             "unknown_method",
