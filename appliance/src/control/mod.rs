@@ -295,3 +295,6 @@ async fn follow(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

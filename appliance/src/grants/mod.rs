@@ -21,4 +21,4 @@ pub use service::{GrantError, Grants, ListFilter, SessionLease};
 pub use state::GrantState;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -16,7 +16,7 @@ use crate::clock::{Clock, ManualClock};
 use crate::journal::event::{AccessEvent, Event, GrantMode, RevokeCause, RoleCount};
 
 #[derive(Debug, Default)]
-struct Memory {
+pub(crate) struct Memory {
     events: Mutex<Vec<AccessEvent>>,
 }
 
@@ -35,7 +35,7 @@ impl Recorder for Memory {
 }
 
 impl Memory {
-    fn kinds(&self) -> Vec<&'static str> {
+    pub(crate) fn kinds(&self) -> Vec<&'static str> {
         use crate::journal::event::Subjects;
         self.events
             .lock()
@@ -55,7 +55,7 @@ impl Memory {
 
 /// alice asks; sam and sue supervise; olga is a safety engineer; vendor-acme expires.
 #[derive(Debug)]
-struct Plant {
+pub(crate) struct Plant {
     mode: GrantMode,
     needs: Vec<RoleCount>,
     length: chrono::Duration,
@@ -139,11 +139,11 @@ impl AccessPolicy for Plant {
     }
 }
 
-fn saturday_six() -> DateTime<Utc> {
+pub(crate) fn saturday_six() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 5, 0, 0).unwrap()
 }
 
-fn plant(needs: &[(&str, u32)]) -> Plant {
+pub(crate) fn plant(needs: &[(&str, u32)]) -> Plant {
     Plant {
         mode: GrantMode::Approvers,
         needs: needs
@@ -158,7 +158,7 @@ fn plant(needs: &[(&str, u32)]) -> Plant {
     }
 }
 
-fn service(policy: Plant, clock: &ManualClock) -> (Arc<Grants>, Arc<Memory>) {
+pub(crate) fn service(policy: Plant, clock: &ManualClock) -> (Arc<Grants>, Arc<Memory>) {
     let memory = Arc::new(Memory::default());
     let (notices, _) = broadcast::channel(64);
     let grants = Grants::new(
@@ -171,7 +171,7 @@ fn service(policy: Plant, clock: &ManualClock) -> (Arc<Grants>, Arc<Memory>) {
     (grants, memory)
 }
 
-fn ask(who: &str, start: DateTime<Utc>) -> Ask {
+pub(crate) fn ask(who: &str, start: DateTime<Utc>) -> Ask {
     Ask {
         requester: who.into(),
         asset: "line3-plc".into(),
