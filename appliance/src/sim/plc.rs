@@ -418,8 +418,9 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellatio
     }
 }
 
-/// A transport that reads end-of-stream once its token is cancelled, so tokio-modbus's
-/// per-connection task ends (tokio-modbus offers no other way to close a served connection).
+/// A transport that reads end-of-stream and refuses writes once its token is cancelled, so
+/// tokio-modbus's per-connection task ends and drops the socket (tokio-modbus offers no other way
+/// to close a served connection).
 struct Closable<S> {
     inner: S,
     closed: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -453,6 +454,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Closable<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        // A dropped connection answers nothing more, not even a response already computed.
+        if self.closed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
