@@ -455,14 +455,24 @@ struct RawPanel {
 // ---------------------------------------------------------------------------------------------
 // Validation.
 
-/// Revoke triggers a rule may name (inspection alert kinds).
+/// Revoke triggers a rule may name: the inspection alert kinds (`otgate::inspect`'s
+/// `AlertKind` names, snake_case). Opt-in per rule; never on break-glass grants.
 pub const REVOKE_TRIGGERS: &[&str] = &[
-    "unexplained-write",
-    "program-download",
-    "unknown-function",
-    "new-device",
+    "unauthorized_write",
+    "write_outside_baseline",
+    "program_transfer",
+    "file_transfer",
+    "broadcast_write",
+    "diagnostics",
+    "restart",
+    "new_talker",
+    "new_function_code",
+    "rate_anomaly",
+    "exception_burst",
+    "malformed_frame",
+    "bad_crc",
     "scan",
-    "malformed-traffic",
+    "non_ot_traffic",
 ];
 
 struct Validator<'a> {
