@@ -42,12 +42,15 @@ impl Rng {
     }
 }
 
+/// Collects the writer's `(seq, text)` acknowledgements until its stdout closes.
+type AckReader = std::thread::JoinHandle<Vec<(u64, String)>>;
+
 /// Start the stress writer; returns the child and a thread collecting its `ack` lines.
 fn start_writer(
     data: &Path,
 ) -> (
     std::process::Child,
-    std::thread::JoinHandle<Vec<(u64, String)>>,
+    AckReader,
     std::sync::mpsc::Receiver<()>,
 ) {
     let mut child = Command::new(otgate_bin())
