@@ -39,6 +39,7 @@
 //!   reserve.
 
 pub mod event;
+pub mod export;
 pub mod keys;
 pub mod read;
 pub mod record;
