@@ -38,7 +38,7 @@ pub(crate) enum Sink {
         stream: BufWriter<TcpStream>,
     },
     Tls {
-        stream: BufWriter<StreamOwned<ClientConnection, TcpStream>>,
+        stream: Box<BufWriter<StreamOwned<ClientConnection, TcpStream>>>,
     },
 }
 
@@ -96,7 +96,7 @@ impl Sink {
             stream.conn.complete_io(&mut stream.sock)?;
         }
         Ok(Sink::Tls {
-            stream: BufWriter::new(stream),
+            stream: Box::new(BufWriter::new(stream)),
         })
     }
 
