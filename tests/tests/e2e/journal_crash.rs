@@ -277,3 +277,163 @@ fn a_corrupt_sled_directory_is_rebuilt_and_the_appliance_opens() {
     );
     assert_eq!(notes(&data.journal_dir()).len(), 100);
 }
+
+/// Run `otgate --data-dir DIR args...`; returns (exit code, stdout, stderr).
+fn otgate(data: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(otgate_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn audit_verify_reports_intact_then_the_altered_record_by_seq() {
+    let root = tempfile::tempdir().unwrap();
+    let (code, _, _) = otgate(
+        root.path(),
+        &[
+            "audit",
+            "danger-stress-writer",
+            "--writers",
+            "2",
+            "--count",
+            "20",
+        ],
+    );
+    assert_eq!(code, 0);
+    let (code, out, err) = otgate(root.path(), &["audit", "verify"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("journal intact: 43 records"), "{out}");
+    let (code, out, _) = otgate(root.path(), &["audit", "verify", "--json"]);
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (report["intact"].as_bool(), report["head_seq"].as_u64()),
+        (Some(true), Some(43))
+    );
+
+    // Flip one byte inside record seq 10's payload.
+    let data = DataDir::new(root.path());
+    let segment = otgate::journal::read::list_segments(&data.journal_dir())
+        .unwrap()
+        .remove(0)
+        .1;
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let mut offset = otgate::journal::record::SEGMENT_HEADER_LEN;
+    loop {
+        let record = otgate::journal::record::decode(&bytes[offset..]).unwrap();
+        if record.seq == 10 {
+            bytes[offset + record.frame_len - 40] ^= 0x01;
+            break;
+        }
+        offset += record.frame_len;
+    }
+    std::fs::write(&segment, bytes).unwrap();
+    let (code, _, err) = otgate(root.path(), &["audit", "verify"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("record seq 10 was altered"), "{err}");
+    assert!(err.contains(&format!("byte {offset}")), "{err}");
+    assert!(err.contains("records 1..=9 verify"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    // Verifying with another key says so.
+    let other = root.path().join("other.pub");
+    std::fs::write(&other, "00".repeat(32)).unwrap();
+    let (code, _, _) = otgate(
+        root.path(),
+        &["audit", "verify", "--public-key", other.to_str().unwrap()],
+    );
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn audit_show_filters_and_export_to_a_file_resumes() {
+    let root = tempfile::tempdir().unwrap();
+    let (code, _, _) = otgate(
+        root.path(),
+        &[
+            "audit",
+            "danger-stress-writer",
+            "--writers",
+            "3",
+            "--count",
+            "5",
+        ],
+    );
+    assert_eq!(code, 0);
+    let (code, out, _) = otgate(
+        root.path(),
+        &["audit", "show", "--actor", "stress-1", "--json"],
+    );
+    assert_eq!(code, 0);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert!(lines
+        .iter()
+        .all(|l| l["event"]["actor"] == "stress-1" && l["seq"].as_u64().is_some()));
+    let (_, out, _) = otgate(
+        root.path(),
+        &["audit", "show", "--kind", "journal.checkpoint"],
+    );
+    assert!(
+        out.lines().count() >= 1 && out.lines().all(|l| l.contains("journal.checkpoint")),
+        "{out}"
+    );
+    let (_, out, _) = otgate(
+        root.path(),
+        &["audit", "show", "--since", "2999-01-01T00:00:00Z"],
+    );
+    assert!(out.is_empty());
+    let (code, _, err) = otgate(root.path(), &["audit", "show", "--since", "yesterday"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("RFC 3339"), "{err}");
+
+    let file = root.path().join("siem.jsonl");
+    let to = format!("file:{}", file.display());
+    let (code, out, err) = otgate(root.path(), &["audit", "export", "--to", &to]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("exported 18 records"), "{out}");
+    let (code, _, _) = otgate(
+        root.path(),
+        &[
+            "audit",
+            "danger-stress-writer",
+            "--writers",
+            "1",
+            "--count",
+            "2",
+        ],
+    );
+    assert_eq!(code, 0);
+    let (code, out, _) = otgate(root.path(), &["audit", "export", "--to", &to]);
+    assert_eq!(code, 0);
+    let seqs: Vec<u64> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "no gaps, no duplicates: {out}"
+    );
+    let (code, _, err) = otgate(
+        root.path(),
+        &["audit", "export", "--to", "syslog+tls://127.0.0.1:9"],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("--ca"), "{err}");
+}
