@@ -40,7 +40,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock that reads `start` now and advances with real time from there.
     pub fn starting_at(start: DateTime<Utc>) -> Self {
-        Self { inner: Arc::new(Mutex::new((start, Instant::now()))) }
+        Self {
+            inner: Arc::new(Mutex::new((start, Instant::now()))),
+        }
     }
 
     /// Set the wall clock to `at` (forwards or backwards).

@@ -105,7 +105,10 @@ impl AddressRange {
 
     /// A single address.
     pub fn single(address: u16) -> Self {
-        Self { first: address, last: address }
+        Self {
+            first: address,
+            last: address,
+        }
     }
 
     /// The first address.
@@ -219,13 +222,25 @@ mod tests {
 
     #[test]
     fn start_quantity_ranges() {
-        assert_eq!(AddressRange::from_start_quantity(100, 10), AddressRange::new(100, 109));
+        assert_eq!(
+            AddressRange::from_start_quantity(100, 10),
+            AddressRange::new(100, 109)
+        );
         assert_eq!(
             AddressRange::from_start_quantity(65535, 2),
-            Err(RangeError::Overflow { start: 65535, quantity: 2 })
+            Err(RangeError::Overflow {
+                start: 65535,
+                quantity: 2
+            })
         );
-        assert_eq!(AddressRange::from_start_quantity(7, 0), Err(RangeError::Empty { start: 7 }));
-        assert_eq!(AddressRange::new(5, 4), Err(RangeError::Inverted { first: 5, last: 4 }));
+        assert_eq!(
+            AddressRange::from_start_quantity(7, 0),
+            Err(RangeError::Empty { start: 7 })
+        );
+        assert_eq!(
+            AddressRange::new(5, 4),
+            Err(RangeError::Inverted { first: 5, last: 4 })
+        );
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! otgate end-to-end tests: one test binary, one module per situation or concern.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 mod e2e {
     mod bundles;

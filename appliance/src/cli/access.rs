@@ -57,4 +57,3 @@ pub struct ReviewArgs {}
 pub fn review(_globals: &Globals, _args: ReviewArgs) -> anyhow::Result<ExitCode> {
     anyhow::bail!("this command is not built yet")
 }
-

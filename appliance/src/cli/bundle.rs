@@ -30,4 +30,3 @@ pub struct StatusArgs {}
 pub fn status(_globals: &Globals, _args: StatusArgs) -> anyhow::Result<ExitCode> {
     anyhow::bail!("this command is not built yet")
 }
-

@@ -21,4 +21,3 @@ pub struct InventoryArgs {}
 pub fn inventory(_globals: &Globals, _args: InventoryArgs) -> anyhow::Result<ExitCode> {
     anyhow::bail!("this command is not built yet")
 }
-

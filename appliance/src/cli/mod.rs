@@ -124,7 +124,10 @@ pub struct Hinted {
 
 /// Attach a hint to an error.
 pub fn hint(error: impl Into<anyhow::Error>, hint: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(Hinted { error: error.into(), hint: hint.into() })
+    anyhow::Error::new(Hinted {
+        error: error.into(),
+        hint: hint.into(),
+    })
 }
 
 /// Run the command line: parse, set up tracing, dispatch, print one error, return the exit code.
@@ -186,7 +189,9 @@ pub fn report(error: &anyhow::Error) {
 
 /// Dispatch a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let globals = Globals { data_dir: crate::datadir::DataDir::new(cli.data_dir) };
+    let globals = Globals {
+        data_dir: crate::datadir::DataDir::new(cli.data_dir),
+    };
     match cli.command {
         Command::Init(a) => init::run(&globals, a),
         Command::Serve(a) => serve::run(&globals, a),

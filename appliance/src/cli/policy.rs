@@ -30,7 +30,9 @@ pub struct ExplainArgs {}
 /// Run an `otgate policy` subcommand.
 pub fn run(globals: &Globals, command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
-        PolicyCommand::Check(_) | PolicyCommand::Explain(_) => anyhow::bail!("this command is not built yet"),
+        PolicyCommand::Check(_) | PolicyCommand::Explain(_) => {
+            anyhow::bail!("this command is not built yet")
+        }
         PolicyCommand::Import(a) => super::bundle::import(globals, a),
         PolicyCommand::Pull(a) => super::bundle::pull(globals, a),
         PolicyCommand::Status(a) => super::bundle::status(globals, a),

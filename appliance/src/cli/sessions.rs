@@ -21,4 +21,3 @@ pub struct ReplayArgs {}
 pub fn replay(_globals: &Globals, _args: ReplayArgs) -> anyhow::Result<ExitCode> {
     anyhow::bail!("this command is not built yet")
 }
-
