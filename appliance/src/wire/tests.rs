@@ -568,3 +568,86 @@ proptest! {
         super::fuzzing::modbus_stream(&bytes);
     }
 }
+
+/// Writes the fuzz seed corpora under `appliance/fuzz/corpus/<target>/` from the captures.
+/// Run by hand: `cargo test -p otgate --lib wire::tests::write_fuzz_corpus -- --ignored`.
+#[test]
+#[ignore = "writes files into the source tree; run by hand to refresh the fuzz corpora"]
+fn write_fuzz_corpus() {
+    use super::dnp3::{link, transport};
+    use sha2::Digest;
+    use std::collections::BTreeMap;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let mut corpora: BTreeMap<&str, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+    let mut add = |target: &'static str, bytes: &[u8]| {
+        let name = hex::encode(&sha2::Sha256::digest(bytes)[..8]);
+        corpora
+            .entry(target)
+            .or_default()
+            .insert(name, bytes.to_vec());
+    };
+    for (_, frame) in seed_frames() {
+        add("modbus_adu", frame);
+    }
+    let mut streams = 0;
+    for file in pcap_files("modbus") {
+        for payload in payloads(&file)
+            .iter()
+            .filter(|p| p.bytes.len() > 12)
+            .take(8)
+        {
+            // The first byte seeds the chunk sizes in `fuzzing::modbus_stream`.
+            let mut seed = vec![streams as u8];
+            seed.extend_from_slice(&payload.bytes);
+            add("modbus_stream", &seed);
+            streams += 1;
+        }
+    }
+    let mut files = pcap_files("dnp3");
+    files.extend(pcap_files("dnp3/opendnp3_conformance"));
+    let mut shapes = std::collections::HashSet::new();
+    for file in files {
+        let mut reassembler = transport::Reassembler::<2048>::new();
+        for payload in payloads(&file) {
+            if shapes.insert((
+                payload.bytes.len(),
+                payload.bytes.get(10..14).map(<[u8]>::to_vec),
+            )) {
+                add("dnp3_link", &payload.bytes);
+            }
+            let mut rest: &[u8] = &payload.bytes;
+            while let link::FrameStatus::Complete(n) = link::frame_len(rest) {
+                let (bytes, tail) = rest.split_at(n);
+                rest = tail;
+                let Ok(frame) = link::Frame::new_checked(bytes) else {
+                    continue;
+                };
+                let mut out = [0u8; link::MAX_USER_DATA];
+                let Ok(user) = frame.payload(&mut out) else {
+                    continue;
+                };
+                if !frame.control().carries_user_data() {
+                    continue;
+                }
+                let Ok(segment) = transport::Segment::parse(user) else {
+                    continue;
+                };
+                if let Ok(transport::Reassembly::Complete(fragment)) = reassembler.push(segment) {
+                    if fragment.len() > 2
+                        && shapes.insert((fragment.len(), fragment.get(1..4).map(<[u8]>::to_vec)))
+                    {
+                        add("dnp3_app", fragment);
+                    }
+                }
+            }
+        }
+    }
+    for (target, seeds) in corpora {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in &seeds {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        eprintln!("{target}: {} seeds", seeds.len());
+    }
+}
