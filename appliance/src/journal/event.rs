@@ -18,7 +18,7 @@ pub use access::AccessEvent;
 pub use admin::AdminEvent;
 pub use auth::AuthEvent;
 pub use inspect::InspectEvent;
-pub use journal::JournalEvent;
+pub use journal::{CheckpointReason, JournalEvent};
 pub use policy::PolicyEvent;
 pub use session::SessionEvent;
 
