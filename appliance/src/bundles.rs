@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use otgate_policy::Policy;
 use otgate_sync::bundle::{hash_hex, Bundle, MAX_BUNDLE_BYTES};
+use otgate_sync::verify::POLICY_FILE_NAME;
 use otgate_sync::{ActiveBundleInfo, KeyId, Refusal, TrustRoot};
 use serde::{Deserialize, Serialize};
 
@@ -90,8 +92,15 @@ pub enum BundlesError {
     },
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BundlesError + '_ {
-    move |source| BundlesError::Io { action, path: path.to_path_buf(), source }
+fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> BundlesError + 'a {
+    move |source| BundlesError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -124,12 +133,20 @@ fn standing_path(dd: &DataDir) -> PathBuf {
 /// Write through a temporary file, `fsync`, `rename` and an `fsync` of the directory: readers and
 /// crashes see the old or the new file, never a mix.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BundlesError> {
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io("write", &tmp))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io("write", &tmp))?;
     drop(file);
     std::fs::rename(&tmp, path).map_err(io("rename into place", path))?;
     if let Ok(d) = std::fs::File::open(&dir) {
@@ -147,7 +164,9 @@ fn read_limited(path: &Path, limit: u64) -> Result<Result<Vec<u8>, (u64, u64)>, 
         return Ok(Err((limit, size)));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(io("read", path))?;
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io("read", path))?;
     let read = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
     if read > limit {
         return Ok(Err((limit, read)));
@@ -162,11 +181,16 @@ fn read_limited(path: &Path, limit: u64) -> Result<Result<Vec<u8>, (u64, u64)>, 
 /// the same root again is a no-op; a different one is refused (rotations come only through
 /// bundles). The caller journals [`trust_root_installed_event`] once the journal exists.
 pub fn install_trust_root(dd: &DataDir, path: &Path) -> Result<TrustRoot, BundlesError> {
-    let root = TrustRoot::load(path).map_err(|source| BundlesError::BadTrustRoot { path: path.to_path_buf(), source })?;
+    let root = TrustRoot::load(path).map_err(|source| BundlesError::BadTrustRoot {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let target = root_path(dd);
     if target.exists() {
-        let installed = TrustRoot::load(&target)
-            .map_err(|source| BundlesError::BadTrustRoot { path: target.clone(), source })?;
+        let installed = TrustRoot::load(&target).map_err(|source| BundlesError::BadTrustRoot {
+            path: target.clone(),
+            source,
+        })?;
         if installed == root {
             return Ok(root);
         }
@@ -198,7 +222,10 @@ pub fn trust_root(dd: &DataDir) -> Result<TrustRoot, BundlesError> {
     if !path.exists() {
         return Err(BundlesError::NoTrustRoot { path });
     }
-    let installed = TrustRoot::load(&path).map_err(|source| BundlesError::BadTrustRoot { path: path.clone(), source })?;
+    let installed = TrustRoot::load(&path).map_err(|source| BundlesError::BadTrustRoot {
+        path: path.clone(),
+        source,
+    })?;
     if let Some(current) = read_current(dd)? {
         if let Ok(bundle) = read_stored_bundle(dd, &current.active) {
             if let Some(json) = &bundle.body().trust_root {
@@ -248,7 +275,10 @@ fn read_current(dd: &DataDir) -> Result<Option<Current>, BundlesError> {
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| BundlesError::Corrupt { path, reason: e.to_string() }),
+            .map_err(|e| BundlesError::Corrupt {
+                path,
+                reason: e.to_string(),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io("read", &path)(e)),
     }
@@ -256,8 +286,10 @@ fn read_current(dd: &DataDir) -> Result<Option<Current>, BundlesError> {
 
 fn parse_hash(text: &str, path: &Path) -> Result<[u8; 32], BundlesError> {
     let mut hash = [0u8; 32];
-    hex::decode_to_slice(text, &mut hash)
-        .map_err(|_| BundlesError::Corrupt { path: path.to_path_buf(), reason: format!("bad hash {text:?}") })?;
+    hex::decode_to_slice(text, &mut hash).map_err(|_| BundlesError::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("bad hash {text:?}"),
+    })?;
     Ok(hash)
 }
 
@@ -268,14 +300,23 @@ fn read_stored_bundle(dd: &DataDir, stored: &StoredRef) -> Result<Bundle, Bundle
     let bytes = match read_limited(&path, MAX_BUNDLE_BYTES)? {
         Ok(bytes) => bytes,
         Err((limit, size)) => {
-            return Err(BundlesError::Corrupt { path, reason: format!("{size} bytes, over the limit of {limit}") })
+            return Err(BundlesError::Corrupt {
+                path,
+                reason: format!("{size} bytes, over the limit of {limit}"),
+            })
         }
     };
-    let bundle = Bundle::decode(&bytes).map_err(|e| BundlesError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+    let bundle = Bundle::decode(&bytes).map_err(|e| BundlesError::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     if bundle.hash() != hash {
         return Err(BundlesError::Corrupt {
             path,
-            reason: format!("content hash {} differs from its name", hash_hex(&bundle.hash())),
+            reason: format!(
+                "content hash {} differs from its name",
+                hash_hex(&bundle.hash())
+            ),
         });
     }
     Ok(bundle)
@@ -337,7 +378,9 @@ impl Standing {
 /// The policy in force, from the active bundle on disk.
 #[derive(Debug, Clone)]
 pub struct ActivePolicy {
-    /// The policy's TOML source (parsed by the policy crate).
+    /// The validated policy.
+    pub policy: Arc<Policy>,
+    /// The policy's TOML source.
     pub policy_source: Arc<str>,
     /// The site.
     pub site: String,
@@ -364,9 +407,22 @@ pub struct ActivePolicy {
 }
 
 impl ActivePolicy {
-    fn from_bundle(bundle: &Bundle, stored: &StoredRef, degraded: Option<String>) -> Self {
+    fn from_bundle(
+        dd: &DataDir,
+        bundle: &Bundle,
+        stored: &StoredRef,
+        degraded: Option<String>,
+    ) -> Result<Self, BundlesError> {
         let header = bundle.header();
-        Self {
+        let policy =
+            otgate_policy::parse(&bundle.body().policy_source, POLICY_FILE_NAME).map_err(|d| {
+                BundlesError::Corrupt {
+                    path: bundle_path(dd, &bundle.hash()),
+                    reason: format!("the stored policy no longer parses: {d}"),
+                }
+            })?;
+        Ok(Self {
+            policy: Arc::new(policy),
             policy_source: Arc::from(bundle.body().policy_source.as_str()),
             site: header.site.clone(),
             version: header.version,
@@ -375,26 +431,37 @@ impl ActivePolicy {
             issued_at: header.issued_at,
             not_before: header.not_before,
             expires_at: header.expires_at,
-            grace_period: TimeDelta::seconds(i64::try_from(header.grace_period_secs).unwrap_or(i64::MAX)),
+            grace_period: TimeDelta::seconds(
+                i64::try_from(header.grace_period_secs).unwrap_or(i64::MAX),
+            ),
             activated_at: stored.activated_at,
             source: stored.source.clone(),
             degraded,
-        }
+        })
     }
 
     /// When the grace period ends.
     pub fn grace_until(&self) -> DateTime<Utc> {
-        self.expires_at.checked_add_signed(self.grace_period).unwrap_or(DateTime::<Utc>::MAX_UTC)
+        self.expires_at
+            .checked_add_signed(self.grace_period)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// Where the bundle stands at `now`.
     pub fn standing(&self, now: DateTime<Utc>) -> Standing {
         if now <= self.expires_at {
-            Standing::Valid { expires_at: self.expires_at }
+            Standing::Valid {
+                expires_at: self.expires_at,
+            }
         } else if now <= self.grace_until() {
-            Standing::Grace { expired_at: self.expires_at, grace_until: self.grace_until() }
+            Standing::Grace {
+                expired_at: self.expires_at,
+                grace_until: self.grace_until(),
+            }
         } else {
-            Standing::Lapsed { grace_until: self.grace_until() }
+            Standing::Lapsed {
+                grace_until: self.grace_until(),
+            }
         }
     }
 }
@@ -402,15 +469,32 @@ impl ActivePolicy {
 /// The policy in force, or `None` before the first bundle. If the active bundle file is
 /// damaged, the last good one is returned with `degraded` set (and an error is traced).
 pub fn load_active(dd: &DataDir) -> Result<Option<ActivePolicy>, BundlesError> {
-    let Some(current) = read_current(dd)? else { return Ok(None) };
+    let Some(current) = read_current(dd)? else {
+        return Ok(None);
+    };
     match read_stored_bundle(dd, &current.active) {
-        Ok(bundle) => Ok(Some(ActivePolicy::from_bundle(&bundle, &current.active, None))),
+        Ok(bundle) => Ok(Some(ActivePolicy::from_bundle(
+            dd,
+            &bundle,
+            &current.active,
+            None,
+        )?)),
         Err(error) => {
-            let Some(previous) = &current.previous else { return Err(error) };
+            let Some(previous) = &current.previous else {
+                return Err(error);
+            };
             let bundle = read_stored_bundle(dd, previous)?;
-            let note = format!("active bundle v{} is damaged ({error}); enforcing the last good v{}", current.active.version, previous.version);
+            let note = format!(
+                "active bundle v{} is damaged ({error}); enforcing the last good v{}",
+                current.active.version, previous.version
+            );
             tracing::error!("{note}");
-            Ok(Some(ActivePolicy::from_bundle(&bundle, previous, Some(note))))
+            Ok(Some(ActivePolicy::from_bundle(
+                dd,
+                &bundle,
+                previous,
+                Some(note),
+            )?))
         }
     }
 }
@@ -429,7 +513,10 @@ pub struct ImportOptions {
 
 impl Default for ImportOptions {
     fn default() -> Self {
-        Self { skew: DEFAULT_SKEW, source: "import".into() }
+        Self {
+            skew: DEFAULT_SKEW,
+            source: "import".into(),
+        }
     }
 }
 
@@ -458,7 +545,12 @@ pub enum ImportOutcome {
 }
 
 /// Verify `bytes` and activate them, journaling the activation or the refusal.
-pub fn import(dd: &DataDir, journal: &Journal, bytes: &[u8], now: DateTime<Utc>) -> Result<ImportOutcome, BundlesError> {
+pub fn import(
+    dd: &DataDir,
+    journal: &Journal,
+    bytes: &[u8],
+    now: DateTime<Utc>,
+) -> Result<ImportOutcome, BundlesError> {
     import_with(dd, journal, bytes, now, &ImportOptions::default())
 }
 
@@ -472,7 +564,12 @@ pub fn import_file(
 ) -> Result<ImportOutcome, BundlesError> {
     match read_limited(path, MAX_BUNDLE_BYTES)? {
         Ok(bytes) => import_with(dd, journal, &bytes, now, options),
-        Err((limit, size)) => Err(refuse(journal, Refusal::Oversized { limit, size }, None, options)),
+        Err((limit, size)) => Err(refuse(
+            journal,
+            Refusal::Oversized { limit, size },
+            None,
+            options,
+        )),
     }
 }
 
@@ -493,7 +590,14 @@ pub fn import_with(
             let hash = active.map(|a| a.hash).unwrap_or_default();
             return Ok(ImportOutcome::Unchanged { version, hash });
         }
-        Err(refusal) => return Err(refuse(journal, refusal, Bundle::decode(bytes).ok(), options)),
+        Err(refusal) => {
+            return Err(refuse(
+                journal,
+                refusal,
+                Bundle::decode(bytes).ok(),
+                options,
+            ))
+        }
     };
     let header = verified.header().clone();
     let hash = verified.hash();
@@ -537,7 +641,10 @@ pub fn import_with(
         previous: current.as_ref().map(|c| c.active.clone()),
     };
     let switched = serde_json::to_vec_pretty(&next_current)
-        .map_err(|e| BundlesError::Corrupt { path: current_path(dd), reason: e.to_string() })
+        .map_err(|e| BundlesError::Corrupt {
+            path: current_path(dd),
+            reason: e.to_string(),
+        })
         .and_then(|json| write_atomic(&current_path(dd), &json));
     if let Err(error) = switched {
         let _ = journal.append_reserved_blocking(Event::Policy(PolicyEvent::ActivationFailed {
@@ -565,8 +672,17 @@ pub fn import_with(
 }
 
 /// Journal a refusal (from the reserve: it is a denial) and turn it into the error.
-fn refuse(journal: &Journal, refusal: Refusal, decoded: Option<Bundle>, options: &ImportOptions) -> BundlesError {
-    let message: String = refusal.to_string().chars().take(MAX_MESSAGE_CHARS).collect();
+fn refuse(
+    journal: &Journal,
+    refusal: Refusal,
+    decoded: Option<Bundle>,
+    options: &ImportOptions,
+) -> BundlesError {
+    let message: String = refusal
+        .to_string()
+        .chars()
+        .take(MAX_MESSAGE_CHARS)
+        .collect();
     let event = Event::Policy(PolicyEvent::BundleRefused {
         reason: refusal.kind().to_owned(),
         message,
@@ -608,17 +724,30 @@ struct StandingMark {
 
 /// Journal the active bundle's grace transitions (`grace_started`, `grace_ended`) once each, and
 /// return where it stands. The daemon calls this periodically; it is loud by design.
-pub fn note_standing(dd: &DataDir, journal: &Journal, now: DateTime<Utc>) -> Result<Option<Standing>, BundlesError> {
-    let Some(active) = load_active(dd)? else { return Ok(None) };
+pub fn note_standing(
+    dd: &DataDir,
+    journal: &Journal,
+    now: DateTime<Utc>,
+) -> Result<Option<Standing>, BundlesError> {
+    let Some(active) = load_active(dd)? else {
+        return Ok(None);
+    };
     let standing = active.standing(now);
     let hash = hash_hex(&active.hash);
     let path = standing_path(dd);
-    let mark: Option<StandingMark> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    let already = mark.as_ref().is_some_and(|m| m.hash == hash && m.standing == standing.name());
+    let mark: Option<StandingMark> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let already = mark
+        .as_ref()
+        .is_some_and(|m| m.hash == hash && m.standing == standing.name());
     if !already {
         match standing {
             Standing::Valid { .. } => {}
-            Standing::Grace { expired_at, grace_until } => {
+            Standing::Grace {
+                expired_at,
+                grace_until,
+            } => {
                 tracing::error!(version = active.version, %grace_until, "policy bundle expired: enforcing it on grace");
                 journal.append_reserved_blocking(Event::Policy(PolicyEvent::GraceStarted {
                     version: active.version,
@@ -628,7 +757,9 @@ pub fn note_standing(dd: &DataDir, journal: &Journal, now: DateTime<Utc>) -> Res
                 }))?;
             }
             Standing::Lapsed { grace_until } => {
-                let started = mark.as_ref().is_some_and(|m| m.hash == hash && m.standing == "grace");
+                let started = mark
+                    .as_ref()
+                    .is_some_and(|m| m.hash == hash && m.standing == "grace");
                 if !started {
                     journal.append_reserved_blocking(Event::Policy(PolicyEvent::GraceStarted {
                         version: active.version,
@@ -637,7 +768,10 @@ pub fn note_standing(dd: &DataDir, journal: &Journal, now: DateTime<Utc>) -> Res
                         grace_until,
                     }))?;
                 }
-                tracing::error!(version = active.version, "policy grace period over: only break-glass works");
+                tracing::error!(
+                    version = active.version,
+                    "policy grace period over: only break-glass works"
+                );
                 journal.append_reserved_blocking(Event::Policy(PolicyEvent::GraceEnded {
                     version: active.version,
                     hash: hash.clone(),
@@ -645,8 +779,14 @@ pub fn note_standing(dd: &DataDir, journal: &Journal, now: DateTime<Utc>) -> Res
                 }))?;
             }
         }
-        let json = serde_json::to_vec(&StandingMark { hash, standing: standing.name().to_owned() })
-            .map_err(|e| BundlesError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let json = serde_json::to_vec(&StandingMark {
+            hash,
+            standing: standing.name().to_owned(),
+        })
+        .map_err(|e| BundlesError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         write_atomic(&path, &json)?;
     }
     Ok(Some(standing))
@@ -670,14 +810,18 @@ pub struct PullRecord {
 
 /// Remember the last pull attempt (for `otgate policy status`).
 pub fn record_pull(dd: &DataDir, record: &PullRecord) -> Result<(), BundlesError> {
-    let json = serde_json::to_vec_pretty(record)
-        .map_err(|e| BundlesError::Corrupt { path: pull_path(dd), reason: e.to_string() })?;
+    let json = serde_json::to_vec_pretty(record).map_err(|e| BundlesError::Corrupt {
+        path: pull_path(dd),
+        reason: e.to_string(),
+    })?;
     write_atomic(&pull_path(dd), &json)
 }
 
 /// The last pull attempt, if any.
 pub fn last_pull(dd: &DataDir) -> Option<PullRecord> {
-    std::fs::read(pull_path(dd)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    std::fs::read(pull_path(dd))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 /// Everything `otgate policy status` shows.
