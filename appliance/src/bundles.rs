@@ -909,3 +909,401 @@ pub fn status(dd: &DataDir, now: DateTime<Utc>) -> Result<PolicyStatus, BundlesE
         last_pull: last_pull(dd),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every bad input leaves the active policy exactly as it was (hash, pointer file and stored
+    //! files compared before and after) and is journaled as `bundle_refused` with its reason.
+
+    use super::*;
+    use crate::journal::read::JournalReader;
+    use chrono::TimeZone;
+    use otgate_sync::bundle::{Body, Header, SignatureEntry};
+    use otgate_sync::{AuthorityKey, TrustRootFile};
+
+    const PLANT: &str = include_str!("../../policies/examples/plant.toml");
+
+    fn key(i: u8) -> AuthorityKey {
+        AuthorityKey::from_secret([i; 32], None)
+    }
+
+    fn root_file(version: u64, threshold: usize, keys: &[u8], revoked: &[u8]) -> TrustRootFile {
+        TrustRootFile {
+            format: 1,
+            site: "plant-a".into(),
+            root_version: version,
+            threshold,
+            keys: keys.iter().map(|&i| key(i).public_entry()).collect(),
+            revoked: revoked.iter().map(|&i| key(i).key_id()).collect(),
+        }
+    }
+
+    fn at(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap()
+    }
+
+    fn body(version: u64) -> Body {
+        Body {
+            header: Header {
+                site: "plant-a".into(),
+                version,
+                issued_at: at(1),
+                not_before: at(1),
+                expires_at: at(20),
+                previous_hash: None,
+                grace_period_secs: 5 * 86_400,
+            },
+            policy_source: PLANT.into(),
+            trust_root: None,
+        }
+    }
+
+    fn signed(body: Body, signers: &[u8]) -> Vec<u8> {
+        let mut bundle = Bundle::new(body).unwrap();
+        for &i in signers {
+            bundle.sign(&key(i)).unwrap();
+        }
+        bundle.encode()
+    }
+
+    struct Appliance {
+        _tmp: tempfile::TempDir,
+        dd: DataDir,
+        journal: Journal,
+    }
+
+    fn appliance() -> Appliance {
+        let tmp = tempfile::tempdir().unwrap();
+        let dd = DataDir::new(tmp.path().join("data"));
+        std::fs::create_dir_all(dd.root()).unwrap();
+        let journal = Journal::open_for_tests(dd.root()).unwrap();
+        let root_json = tmp.path().join("root.json");
+        let root = TrustRoot::new(root_file(1, 2, &[1, 2, 3], &[])).unwrap();
+        std::fs::write(&root_json, root.to_json()).unwrap();
+        install_trust_root(&dd, &root_json).unwrap();
+        Appliance {
+            _tmp: tmp,
+            dd,
+            journal,
+        }
+    }
+
+    /// Everything that defines the active policy, for before/after comparisons.
+    fn snapshot(dd: &DataDir) -> (Option<[u8; 32]>, Vec<u8>, Vec<String>, String) {
+        let hash = load_active(dd).unwrap().map(|a| a.hash);
+        let current = std::fs::read(current_path(dd)).unwrap_or_default();
+        let mut files: Vec<String> = std::fs::read_dir(bundles_dir(dd))
+            .map(|e| {
+                e.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        let root = std::fs::read_to_string(root_path(dd)).unwrap();
+        (hash, current, files, root)
+    }
+
+    fn policy_events(journal: &Journal) -> Vec<PolicyEvent> {
+        JournalReader::open(journal.dir())
+            .unwrap()
+            .filter_map(|r| match r.unwrap().event {
+                Event::Policy(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn last_refusal(journal: &Journal) -> String {
+        match policy_events(journal).pop() {
+            Some(PolicyEvent::BundleRefused { reason, .. }) => reason,
+            other => panic!("last policy event is {other:?}"),
+        }
+    }
+
+    /// Activate v5, then offer `bytes` and expect the refusal `kind` and no change at all.
+    fn assert_refused_unchanged(a: &Appliance, bytes: &[u8], kind: &str) {
+        let before = snapshot(&a.dd);
+        assert!(before.0.is_some(), "a policy is active before");
+        match import(&a.dd, &a.journal, bytes, at(10)) {
+            Err(BundlesError::Refused(refusal)) => assert_eq!(refusal.kind(), kind, "{refusal}"),
+            other => panic!("expected refusal {kind}, got {other:?}"),
+        }
+        assert_eq!(
+            snapshot(&a.dd),
+            before,
+            "refusal {kind} changed the active policy"
+        );
+        assert_eq!(last_refusal(&a.journal), kind);
+    }
+
+    fn with_active_v5() -> Appliance {
+        let a = appliance();
+        import(&a.dd, &a.journal, &signed(body(5), &[1, 2]), at(10)).unwrap();
+        a
+    }
+
+    #[test]
+    fn import_activates_journals_the_hash_and_keeps_the_last_good() {
+        let a = appliance();
+        assert!(load_active(&a.dd).unwrap().is_none());
+        let v5 = signed(body(5), &[1, 2]);
+        let outcome = import(&a.dd, &a.journal, &v5, at(10)).unwrap();
+        let v5_hash = Bundle::decode(&v5).unwrap().hash();
+        assert_eq!(
+            outcome,
+            ImportOutcome::Activated {
+                version: 5,
+                hash: v5_hash,
+                previous_version: None,
+                rotated_root_to: None
+            }
+        );
+        let active = load_active(&a.dd).unwrap().unwrap();
+        assert_eq!((active.version, active.hash), (5, v5_hash));
+        assert_eq!(active.policy.site.id.as_str(), "plant-a");
+        assert_eq!(active.signers, vec![key(1).key_id(), key(2).key_id()]);
+
+        let v6 = signed(body(6), &[2, 3]);
+        import(&a.dd, &a.journal, &v6, at(11)).unwrap();
+        let status = status(&a.dd, at(11)).unwrap();
+        assert_eq!(status.active.as_ref().unwrap().version, 6);
+        assert_eq!(status.previous.as_ref().unwrap().version, 5);
+        let activated: Vec<(u64, String)> = policy_events(&a.journal)
+            .into_iter()
+            .filter_map(|e| match e {
+                PolicyEvent::BundleActivated { version, hash, .. } => Some((version, hash)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(activated[0], (5, hash_hex(&v5_hash)));
+        assert_eq!(activated[1].0, 6);
+    }
+
+    #[test]
+    fn the_same_bundle_again_is_a_no_op() {
+        let a = with_active_v5();
+        let before = snapshot(&a.dd);
+        let again = signed(body(5), &[2, 3]);
+        assert!(matches!(
+            import(&a.dd, &a.journal, &again, at(10)).unwrap(),
+            ImportOutcome::Unchanged { version: 5, .. }
+        ));
+        assert_eq!(snapshot(&a.dd), before);
+    }
+
+    #[test]
+    fn a_flipped_byte_changes_nothing() {
+        let a = with_active_v5();
+        let mut bytes = signed(body(6), &[1, 2]);
+        let at_policy = bytes.windows(9).position(|w| w == b"line3-plc").unwrap();
+        bytes[at_policy] ^= 0x01;
+        assert_refused_unchanged(&a, &bytes, "bad_signature");
+        let mut bytes = signed(body(6), &[1, 2]);
+        bytes[0] ^= 0x01;
+        assert_refused_unchanged(&a, &bytes, "malformed");
+    }
+
+    #[test]
+    fn unknown_and_revoked_keys_and_too_few_signatures_change_nothing() {
+        let a = with_active_v5();
+        assert_refused_unchanged(&a, &signed(body(6), &[1, 9]), "unknown_key");
+        assert_refused_unchanged(&a, &signed(body(6), &[1]), "not_enough_signatures");
+        // Rotate to a root that revokes key 3, then key 3's signature no longer counts.
+        let mut rotation = body(6);
+        rotation.trust_root = Some(
+            TrustRoot::new(root_file(2, 2, &[1, 2, 3], &[3]))
+                .unwrap()
+                .to_json()
+                .into_bytes(),
+        );
+        let outcome = import(&a.dd, &a.journal, &signed(rotation, &[1, 3]), at(10)).unwrap();
+        assert!(matches!(
+            outcome,
+            ImportOutcome::Activated {
+                rotated_root_to: Some(2),
+                ..
+            }
+        ));
+        assert!(trust_root(&a.dd).unwrap().is_revoked(&key(3).key_id()));
+        assert_refused_unchanged(&a, &signed(body(7), &[1, 3]), "revoked_key");
+        assert!(policy_events(&a.journal)
+            .iter()
+            .any(|e| matches!(e, PolicyEvent::TrustRootRotated { to_version: 2, .. })));
+    }
+
+    #[test]
+    fn a_duplicate_signer_changes_nothing() {
+        let a = with_active_v5();
+        let mut bundle = Bundle::new(body(6)).unwrap();
+        bundle.sign(&key(1)).unwrap();
+        let again: SignatureEntry = bundle.signatures()[0].clone();
+        bundle.push_signature_unchecked(again);
+        assert_refused_unchanged(&a, &bundle.encode(), "duplicate_signer");
+    }
+
+    #[test]
+    fn another_site_rollback_and_same_version_other_content_change_nothing() {
+        let a = with_active_v5();
+        let mut other_site = body(6);
+        other_site.header.site = "plant-b".into();
+        other_site.policy_source = PLANT.replacen("id = \"plant-a\"", "id = \"plant-b\"", 1);
+        assert_refused_unchanged(&a, &signed(other_site, &[1, 2]), "wrong_site");
+        assert_refused_unchanged(&a, &signed(body(4), &[1, 2]), "rollback");
+        let mut same_version = body(5);
+        same_version.policy_source.push_str("\n# edited\n");
+        assert_refused_unchanged(
+            &a,
+            &signed(same_version, &[1, 2]),
+            "same_version_different_content",
+        );
+    }
+
+    #[test]
+    fn expired_and_not_yet_valid_change_nothing() {
+        let a = with_active_v5();
+        let mut expired = body(6);
+        expired.header.expires_at = at(9);
+        assert_refused_unchanged(&a, &signed(expired, &[1, 2]), "expired");
+        let mut early = body(6);
+        early.header.not_before = at(11);
+        assert_refused_unchanged(&a, &signed(early, &[1, 2]), "not_yet_valid");
+    }
+
+    #[test]
+    fn truncated_and_invalid_policy_change_nothing() {
+        let a = with_active_v5();
+        let bytes = signed(body(6), &[1, 2]);
+        assert_refused_unchanged(&a, &bytes[..bytes.len() / 2], "truncated");
+        let mut invalid = body(6);
+        invalid.policy_source = PLANT.replace("line3-plc", "line9-plc").replacen(
+            "id = \"line9-plc\"",
+            "id = \"line3-plc\"",
+            1,
+        );
+        assert_refused_unchanged(&a, &signed(invalid, &[1, 2]), "invalid_policy");
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused_before_it_is_read_whole() {
+        let a = with_active_v5();
+        let before = snapshot(&a.dd);
+        let path = a.dd.root().join("huge.otgb");
+        let file = std::fs::File::create(&path).unwrap();
+        // Sparse: the size says it all, and it is refused by its size alone.
+        file.set_len(MAX_BUNDLE_BYTES + 1).unwrap();
+        match import_file(&a.dd, &a.journal, &path, at(10), &ImportOptions::default()) {
+            Err(BundlesError::Refused(Refusal::Oversized { limit, size })) => {
+                assert_eq!((limit, size), (MAX_BUNDLE_BYTES, MAX_BUNDLE_BYTES + 1));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(snapshot(&a.dd), before);
+        assert_eq!(last_refusal(&a.journal), "oversized");
+    }
+
+    #[test]
+    fn a_rotation_below_the_threshold_changes_nothing() {
+        let a = with_active_v5();
+        let mut rotation = body(6);
+        rotation.trust_root = Some(
+            TrustRoot::new(root_file(2, 1, &[1], &[]))
+                .unwrap()
+                .to_json()
+                .into_bytes(),
+        );
+        assert_refused_unchanged(&a, &signed(rotation, &[1]), "rotation_below_threshold");
+        assert_eq!(trust_root(&a.dd).unwrap().root_version(), 1);
+    }
+
+    #[test]
+    fn expiry_goes_to_grace_then_breakglass_only_and_is_journaled_once() {
+        let a = with_active_v5();
+        assert!(matches!(
+            note_standing(&a.dd, &a.journal, at(19)).unwrap(),
+            Some(Standing::Valid { .. })
+        ));
+        let grace = note_standing(&a.dd, &a.journal, at(21)).unwrap().unwrap();
+        assert!(matches!(grace, Standing::Grace { .. }) && !grace.breakglass_only());
+        note_standing(&a.dd, &a.journal, at(22)).unwrap();
+        let lapsed = note_standing(&a.dd, &a.journal, at(26)).unwrap().unwrap();
+        assert!(lapsed.breakglass_only());
+        note_standing(&a.dd, &a.journal, at(27)).unwrap();
+        let events = policy_events(&a.journal);
+        let started = events
+            .iter()
+            .filter(|e| matches!(e, PolicyEvent::GraceStarted { .. }))
+            .count();
+        let ended = events
+            .iter()
+            .filter(|e| matches!(e, PolicyEvent::GraceEnded { .. }))
+            .count();
+        assert_eq!((started, ended), (1, 1));
+        let shown = status(&a.dd, at(21)).unwrap().active.unwrap();
+        assert!(shown.on_grace && !shown.breakglass_only);
+    }
+
+    #[test]
+    fn a_damaged_active_file_falls_back_to_the_last_good_one() {
+        let a = with_active_v5();
+        import(&a.dd, &a.journal, &signed(body(6), &[1, 2]), at(10)).unwrap();
+        let active = load_active(&a.dd).unwrap().unwrap();
+        let path = bundle_path(&a.dd, &active.hash);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[20] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        let fallback = load_active(&a.dd).unwrap().unwrap();
+        assert_eq!(fallback.version, 5);
+        assert!(fallback.degraded.is_some());
+        // Anti-rollback still holds against the damaged active version.
+        assert_eq!(active_info(&a.dd).unwrap().unwrap().version, 6);
+    }
+
+    #[test]
+    fn an_interrupted_rotation_is_completed_from_the_active_bundle() {
+        let a = with_active_v5();
+        let old_root = std::fs::read(root_path(&a.dd)).unwrap();
+        let mut rotation = body(6);
+        rotation.trust_root = Some(
+            TrustRoot::new(root_file(2, 2, &[1, 2, 4], &[3]))
+                .unwrap()
+                .to_json()
+                .into_bytes(),
+        );
+        import(&a.dd, &a.journal, &signed(rotation, &[1, 2]), at(10)).unwrap();
+        // Simulate a crash after the pointer switch but before root.json was written.
+        std::fs::write(root_path(&a.dd), &old_root).unwrap();
+        assert_eq!(trust_root(&a.dd).unwrap().root_version(), 2);
+        assert_eq!(
+            TrustRoot::load(&root_path(&a.dd)).unwrap().root_version(),
+            2
+        );
+    }
+
+    #[test]
+    fn installing_another_trust_root_is_refused_and_the_same_one_is_a_no_op() {
+        let a = appliance();
+        let tmp = tempfile::tempdir().unwrap();
+        let same = tmp.path().join("same.json");
+        std::fs::write(
+            &same,
+            TrustRoot::new(root_file(1, 2, &[1, 2, 3], &[]))
+                .unwrap()
+                .to_json(),
+        )
+        .unwrap();
+        install_trust_root(&a.dd, &same).unwrap();
+        let other = tmp.path().join("other.json");
+        std::fs::write(
+            &other,
+            TrustRoot::new(root_file(1, 1, &[4], &[]))
+                .unwrap()
+                .to_json(),
+        )
+        .unwrap();
+        assert!(matches!(
+            install_trust_root(&a.dd, &other),
+            Err(BundlesError::TrustRootAlreadyInstalled { .. })
+        ));
+    }
+}
