@@ -361,3 +361,157 @@ pub(crate) fn append_offline(data: &DataDir, event: Event) -> anyhow::Result<()>
     journal.append_blocking(event)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::read::JournalReader;
+
+    fn args() -> InitArgs {
+        InitArgs {
+            trust: None,
+            sans: vec!["gw.plant-a.example".into()],
+            it_listen: DEFAULT_IT_LISTEN.parse().unwrap(),
+            force: false,
+            json: true,
+        }
+    }
+
+    fn globals(root: &Path) -> Globals {
+        Globals {
+            data_dir: DataDir::new(root),
+        }
+    }
+
+    fn events(data: &DataDir) -> Vec<Event> {
+        JournalReader::open(&data.journal_dir())
+            .unwrap()
+            .map(|r| r.unwrap().event)
+            .collect()
+    }
+
+    #[test]
+    fn init_makes_a_working_appliance_and_journals_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("appliance");
+        run(&globals(&root), args()).unwrap();
+        let data = DataDir::new(&root);
+        assert!(ItStore::open(&data.it_store_dir()).is_ok());
+        assert!(OtStore::open(&data.ot_store_dir()).is_ok());
+        let tls = tls::load_server(&data).unwrap();
+        crate::journal::keys::load_appliance_key(&data.appliance_key()).unwrap();
+        let config = ApplianceConfig::load(&data).unwrap();
+        assert_eq!(config.it.listen.to_string(), DEFAULT_IT_LISTEN);
+        assert_eq!(
+            config.it.tls_names,
+            ["localhost", "127.0.0.1", "gw.plant-a.example"]
+        );
+        let initialized: Vec<_> = events(&data)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Admin(AdminEvent::ApplianceInitialized {
+                    tls_fingerprint, ..
+                }) => Some(tls_fingerprint),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(initialized, [tls::format_fingerprint(&tls.fingerprint)]);
+        let leftovers: Vec<_> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".init-staging"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn init_refuses_an_existing_appliance_and_force_moves_it_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("appliance");
+        run(&globals(&root), args()).unwrap();
+        let data = DataDir::new(&root);
+        let first_key = fs::read(data.appliance_key()).unwrap();
+        let err = run(&globals(&root), args()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("already an appliance"),
+            "{err:#}"
+        );
+        assert_eq!(
+            fs::read(data.appliance_key()).unwrap(),
+            first_key,
+            "nothing changed"
+        );
+
+        run(
+            &globals(&root),
+            InitArgs {
+                force: true,
+                ..args()
+            },
+        )
+        .unwrap();
+        assert_ne!(fs::read(data.appliance_key()).unwrap(), first_key);
+        let aside: Vec<_> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("replaced-")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(
+            fs::read(aside[0].join("appliance.key")).unwrap(),
+            first_key,
+            "the old appliance is kept"
+        );
+        assert!(
+            aside[0].join("journal").is_dir(),
+            "the old journal is evidence, not deleted"
+        );
+    }
+
+    #[test]
+    fn a_failed_init_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("appliance");
+        let bad_root = dir.path().join("root.json");
+        fs::write(&bad_root, "{ not a trust root").unwrap();
+        let err = run(
+            &globals(&root),
+            InitArgs {
+                trust: Some(bad_root),
+                ..args()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("nothing was changed"),
+            "{err:#}"
+        );
+        let left: Vec<_> = fs::read_dir(&root).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+
+        let err = run(
+            &globals(&root),
+            InitArgs {
+                sans: vec!["two words".into()],
+                ..args()
+            },
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("--san"), "{err:#}");
+        let err = run(
+            &globals(&root),
+            InitArgs {
+                trust: Some(dir.path().join("absent.json")),
+                ..args()
+            },
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("--trust"), "{err:#}");
+        assert!(!DataDir::new(&root).appliance_key().exists());
+    }
+}

@@ -526,3 +526,151 @@ fn write_profile(data_dir: &DataDir, args: ProfileArgs) -> anyhow::Result<ExitCo
 pub(crate) fn record_admin(data_dir: &DataDir, event: AdminEvent) -> anyhow::Result<()> {
     crate::cli::init::append_offline(data_dir, Event::Admin(event))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::init::{self, InitArgs};
+
+    fn appliance() -> (tempfile::TempDir, Globals) {
+        let dir = tempfile::tempdir().unwrap();
+        let globals = Globals {
+            data_dir: DataDir::new(dir.path().join("a")),
+        };
+        let args = InitArgs {
+            trust: None,
+            sans: vec![],
+            it_listen: init::DEFAULT_IT_LISTEN.parse().unwrap(),
+            force: false,
+            json: true,
+        };
+        init::run(&globals, args).unwrap();
+        (dir, globals)
+    }
+
+    #[test]
+    fn enrolment_list_and_remove_go_through_the_stores_and_the_journal() {
+        let (_dir, g) = appliance();
+        let enroll = |id: &str, zone| {
+            UsersCommand::EnrollTotp(EnrollTotpArgs {
+                id: id.into(),
+                zone,
+                json: true,
+            })
+        };
+        run(&g, enroll("alice", Zone::It)).unwrap();
+        let err = run(&g, enroll("sam", Zone::Ot)).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no ot account `sam`"),
+            "{err:#}"
+        );
+        open_ot(&g.data_dir)
+            .unwrap()
+            .add_user("sam", &["shift-supervisor".into()], None, Utc::now())
+            .unwrap();
+        run(&g, enroll("sam", Zone::Ot)).unwrap();
+        run(
+            &g,
+            UsersCommand::List(ListArgs {
+                zone: None,
+                json: true,
+            }),
+        )
+        .unwrap();
+        assert!(open_ot(&g.data_dir).unwrap().list_users().unwrap()[0].totp);
+
+        run(
+            &g,
+            UsersCommand::Remove(RemoveArgs {
+                id: "alice".into(),
+                zone: Zone::It,
+            }),
+        )
+        .unwrap();
+        let err = run(
+            &g,
+            UsersCommand::Remove(RemoveArgs {
+                id: "alice".into(),
+                zone: Zone::It,
+            }),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no it account `alice`"),
+            "{err:#}"
+        );
+
+        let kinds: Vec<&'static str> =
+            crate::journal::read::JournalReader::open(&g.data_dir.journal_dir())
+                .unwrap()
+                .map(|r| r.unwrap().event)
+                .filter_map(|e| match e {
+                    Event::Admin(a) => Some(crate::journal::event::Subjects::kind(&a)),
+                    _ => None,
+                })
+                .collect();
+        assert_eq!(
+            kinds,
+            [
+                "appliance_initialized",
+                "totp_enrolled",
+                "totp_enrolled",
+                "account_removed"
+            ]
+        );
+    }
+
+    #[test]
+    fn while_the_daemon_holds_the_journal_nothing_changes_unrecorded() {
+        let (_dir, g) = appliance();
+        let key = crate::journal::keys::load_appliance_key(&g.data_dir.appliance_key()).unwrap();
+        let held = crate::journal::Journal::open(
+            &g.data_dir.journal_dir(),
+            key,
+            crate::journal::JournalConfig::default(),
+        )
+        .unwrap();
+        let err = run(
+            &g,
+            UsersCommand::EnrollTotp(EnrollTotpArgs {
+                id: "alice".into(),
+                zone: Zone::It,
+                json: true,
+            }),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("locked"), "{err:#}");
+        assert!(
+            open_it(&g.data_dir).unwrap().list().unwrap().is_empty(),
+            "the store is unchanged"
+        );
+        drop(held);
+    }
+
+    #[test]
+    fn keygen_never_overwrites_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("k");
+        keygen(KeygenArgs {
+            out: out.clone(),
+            force: false,
+            json: true,
+        })
+        .unwrap();
+        let first = std::fs::read(&out).unwrap();
+        assert!(keygen(KeygenArgs {
+            out: out.clone(),
+            force: false,
+            json: true
+        })
+        .is_err());
+        assert_eq!(std::fs::read(&out).unwrap(), first);
+        keygen(KeygenArgs {
+            out: out.clone(),
+            force: true,
+            json: true,
+        })
+        .unwrap();
+        assert_ne!(std::fs::read(&out).unwrap(), first);
+    }
+}
