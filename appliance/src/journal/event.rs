@@ -14,7 +14,7 @@ mod journal;
 mod policy;
 mod session;
 
-pub use access::AccessEvent;
+pub use access::{AccessEvent, EndReason, GrantMode, RevokeCause, RoleCount, Submission};
 pub use admin::AdminEvent;
 pub use auth::AuthEvent;
 pub use inspect::InspectEvent;
