@@ -6,9 +6,14 @@ use super::Globals;
 
 /// The `otgate sim` subcommands.
 #[derive(Debug, clap::Subcommand)]
-pub enum SimCommand {}
+pub enum SimCommand {
+    /// Write a large, valid capture of Modbus and DNP3 traffic (benchmarks, tests).
+    Traffic(super::inspect::TrafficArgs),
+}
 
 /// Run an `otgate sim` subcommand.
-pub fn run(_globals: &Globals, command: SimCommand) -> anyhow::Result<ExitCode> {
-    match command {}
+pub fn run(globals: &Globals, command: SimCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SimCommand::Traffic(a) => super::inspect::sim_traffic(globals, a),
+    }
 }

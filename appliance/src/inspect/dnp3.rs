@@ -49,7 +49,7 @@ pub enum Dnp3Outcome {
     /// yet complete).
     Nothing,
     /// A whole application fragment.
-    Fragment(Dnp3Fragment),
+    Fragment(Box<Dnp3Fragment>),
     /// A frame or fragment that does not decode.
     Malformed(Malformed),
 }
@@ -290,7 +290,7 @@ fn application(
         let _ = f.anomalies.push("malformed_objects");
         let _ = problem;
     }
-    Dnp3Outcome::Fragment(f)
+    Dnp3Outcome::Fragment(Box::new(f))
 }
 
 /// The size in bytes of one object of `group`/`variation` in a request or response, when fixed
@@ -411,7 +411,7 @@ fn object_headers(
             bytes = rest.get(bytes_needed..).ok_or("truncated packed bits")?;
             continue;
         }
-        let per = size + if prefix <= 3 { index_size } else { index_size };
+        let per = size + index_size;
         let total = per
             .checked_mul(count as usize)
             .ok_or("object count overflows")?;
