@@ -281,7 +281,7 @@ impl Observers<'_> {
         self.stats.dnp3_link_frames += 1;
         match dir.link_frame(at, pending, frame) {
             Dnp3Outcome::Nothing => {}
-            Dnp3Outcome::Fragment(f) => {
+            Dnp3Outcome::Fragment(f, problem) => {
                 self.stats.dnp3_fragments += 1;
                 if let Some(n) = self
                     .stats
@@ -301,6 +301,16 @@ impl Observers<'_> {
                 });
                 for a in alerts {
                     self.alert(a);
+                }
+                if let Some(detail) = problem {
+                    self.malformed(
+                        at,
+                        Malformed {
+                            protocol: Protocol::Dnp3,
+                            detail,
+                            bad_crc: false,
+                        },
+                    );
                 }
             }
             Dnp3Outcome::Malformed(m) => self.malformed(at, m),

@@ -52,35 +52,22 @@ pub enum Cut {
 impl Framing {
     /// Whether a frame plausibly starts at the beginning of `bytes`, and how long it is.
     pub fn cut(self, bytes: &[u8]) -> Cut {
+        use crate::wire::{dnp3::link, modbus};
         match self {
-            Framing::Modbus => {
-                let Some(header) = bytes.first_chunk::<7>() else {
-                    return if plausible_modbus_prefix(bytes) {
-                        Cut::NeedMore
-                    } else {
-                        Cut::Invalid
-                    };
-                };
-                let [_, _, p0, p1, l0, l1, _] = *header;
-                let length = usize::from(u16::from_be_bytes([l0, l1]));
-                if p0 != 0 || p1 != 0 || !(2..=254).contains(&length) {
-                    return Cut::Invalid;
+            Framing::Modbus => match modbus::frame_len(bytes) {
+                modbus::FrameStatus::Complete(len) => Cut::Frame(len),
+                modbus::FrameStatus::NeedMore => Cut::NeedMore,
+                modbus::FrameStatus::Invalid(_) => Cut::Invalid,
+            },
+            // The length is trusted before the header CRC is checked, so that a frame whose
+            // header CRC fails is still cut out whole and reported as a bad CRC.
+            Framing::Dnp3 => match bytes {
+                [] | [0x05] | [0x05, 0x64] => Cut::NeedMore,
+                [0x05, 0x64, len, ..] if *len >= link::MIN_LENGTH => {
+                    Cut::Frame(link::frame_len_for(*len))
                 }
-                Cut::Frame(6 + length)
-            }
-            Framing::Dnp3 => {
-                let Some(&[s0, s1, len]) = bytes.first_chunk::<3>() else {
-                    return match bytes {
-                        [] | [0x05] | [0x05, 0x64] => Cut::NeedMore,
-                        _ => Cut::Invalid,
-                    };
-                };
-                if s0 != 0x05 || s1 != 0x64 || len < 5 {
-                    return Cut::Invalid;
-                }
-                let user = usize::from(len) - 5;
-                Cut::Frame(10 + user + 2 * user.div_ceil(16))
-            }
+                _ => Cut::Invalid,
+            },
         }
     }
 
@@ -95,21 +82,20 @@ impl Framing {
     /// Whether a resynchronizing scan may start a stream at the beginning of `bytes`: a stricter
     /// test than [`Framing::cut`], needing the function code (Modbus) to look sane too.
     pub fn plausible_start(self, bytes: &[u8]) -> bool {
+        use crate::wire::modbus::{MbapHeader, MAX_MBAP_LENGTH, MIN_MBAP_LENGTH};
         match self {
-            Framing::Modbus => match (self.cut(bytes), bytes.get(7)) {
-                (Cut::Frame(_), Some(&function)) => function != 0 && function != 0x80,
+            Framing::Modbus => match (bytes.first_chunk::<7>(), bytes.get(7)) {
+                (Some(header), Some(&function)) => {
+                    let header = MbapHeader::parse(header);
+                    header.protocol_id == 0
+                        && (MIN_MBAP_LENGTH..=MAX_MBAP_LENGTH).contains(&header.length)
+                        && function != 0
+                        && function != 0x80
+                }
                 _ => false,
             },
             Framing::Dnp3 => matches!(self.cut(bytes), Cut::Frame(_)),
         }
-    }
-}
-
-fn plausible_modbus_prefix(bytes: &[u8]) -> bool {
-    match bytes {
-        [_, _, p0, ..] if *p0 != 0 => false,
-        [_, _, _, p1, ..] if *p1 != 0 => false,
-        _ => true,
     }
 }
 
@@ -566,7 +552,11 @@ mod tests {
         assert_eq!(Framing::Dnp3.cut(&[0x05, 0x64, 0x04]), Cut::Invalid);
         assert_eq!(Framing::Dnp3.cut(&[0x05]), Cut::NeedMore);
         assert_eq!(Framing::Modbus.cut(&[0, 1, 0, 1, 0, 6, 1]), Cut::Invalid);
-        assert_eq!(Framing::Modbus.cut(&[0, 1, 0, 0, 0, 6, 1]), Cut::Frame(12));
+        assert_eq!(Framing::Modbus.cut(&[0, 1, 0, 0, 0, 6, 1]), Cut::NeedMore);
+        assert_eq!(
+            Framing::Modbus.cut(&[0, 1, 0, 0, 0, 6, 1, 3, 0, 0, 0, 1, 9]),
+            Cut::Frame(12)
+        );
     }
 
     #[test]
