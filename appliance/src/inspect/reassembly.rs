@@ -26,6 +26,10 @@ pub const MAX_PENDING_BYTES: usize = 64 * 1024;
 pub const MAX_PENDING_SEGMENTS: usize = 64;
 /// The largest Modbus TCP ADU: 7-byte MBAP header plus a 253-byte PDU.
 pub const MODBUS_MAX_ADU: usize = 260;
+/// A sequence number this far (in bytes, either way) from the one expected is not a
+/// retransmission or a reordering but a different stream position (a capture that lost much, or
+/// fuzzed traffic): the direction resynchronizes there.
+pub const MAX_SEQ_JUMP: u32 = 1 << 20;
 /// The largest DNP3 link frame: 10-byte header block plus 250 bytes of user data and 16 CRCs.
 pub const DNP3_MAX_FRAME: usize = 292;
 
@@ -104,8 +108,10 @@ impl Framing {
 pub enum Item<'a> {
     /// One whole frame, as framing cut it.
     Frame(&'a [u8]),
-    /// Bytes that could not be framed and were skipped to resynchronize.
+    /// Bytes skipped to find the first frame (mid-stream pickup, or after a gap).
     Skipped(usize),
+    /// Bytes of an in-sync stream that are not a frame (skipped to resynchronize).
+    Garbage(usize),
     /// Bytes the capture never showed (lost or never mirrored); the stream resynchronizes after.
     Gap(u32),
 }
@@ -184,6 +190,21 @@ impl Stream {
             }
         };
         let offset = seq.wrapping_sub(next) as i32;
+        if offset.unsigned_abs() > MAX_SEQ_JUMP {
+            // Not this stream position at all: drop what was pending and start over here.
+            self.stats.gaps += 1;
+            if !self.buf.is_empty() {
+                out(Item::Skipped(self.buf.len()));
+                self.buf.clear();
+            }
+            self.pending.clear();
+            self.pending_bytes = 0;
+            out(Item::Gap(offset.unsigned_abs()));
+            self.next_seq = Some(seq);
+            self.synced = false;
+            self.accept(payload, framing, out);
+            return;
+        }
         if offset > 0 {
             self.hold(seq, payload, framing, out);
             return;
@@ -284,19 +305,27 @@ fn cut_frames<'a>(
     synced: &mut bool,
     out: &mut impl FnMut(Item<'_>),
 ) -> &'a [u8] {
+    let mut lost_sync = false;
+    let skipped = |n: usize, lost: bool| {
+        if lost {
+            Item::Garbage(n)
+        } else {
+            Item::Skipped(n)
+        }
+    };
     loop {
         if !*synced {
             match resync(bytes, framing) {
                 Resync::At(skip) => {
                     if skip > 0 {
-                        out(Item::Skipped(skip));
+                        out(skipped(skip, lost_sync));
                     }
                     bytes = bytes.get(skip..).unwrap_or_default();
                     *synced = true;
                 }
                 Resync::Keep(skip) => {
                     if skip > 0 {
-                        out(Item::Skipped(skip));
+                        out(skipped(skip, lost_sync));
                     }
                     return bytes.get(skip..).unwrap_or_default();
                 }
@@ -311,7 +340,10 @@ fn cut_frames<'a>(
                 _ => return bytes,
             },
             Cut::NeedMore => return bytes,
-            Cut::Invalid => *synced = false,
+            Cut::Invalid => {
+                *synced = false;
+                lost_sync = true;
+            }
         }
     }
 }
@@ -455,7 +487,7 @@ mod tests {
                 Framing::Modbus,
                 &mut |item| match item {
                     Item::Frame(f) => frames.push(f.to_vec()),
-                    Item::Skipped(n) => skipped += n,
+                    Item::Skipped(n) | Item::Garbage(n) => skipped += n,
                     Item::Gap(_) => {}
                 },
             );
@@ -535,7 +567,7 @@ mod tests {
             s.push(*seq, false, b, Framing::Modbus, &mut |item| match item {
                 Item::Frame(f) => frames.push(f.to_vec()),
                 Item::Gap(_) => gaps += 1,
-                Item::Skipped(_) => {}
+                Item::Skipped(_) | Item::Garbage(_) => {}
             });
         }
         assert_eq!(gaps, 1);
