@@ -96,8 +96,20 @@ impl Dnp3Direction {
         }
         // Only primary frames with user data carry transport segments; the rest are link-layer
         // housekeeping (reset, status, acks).
-        if !view.control().carries_user_data() || view.user_data_len() == 0 {
+        if view.user_data_len() == 0 {
             return Dnp3Outcome::Nothing;
+        }
+        if !view.control().carries_user_data() {
+            let control = view.control();
+            return malformed(
+                format!(
+                    "link function {} ({}) carries {} bytes of user data, which it must not",
+                    control.function().0,
+                    control.function_name(),
+                    view.user_data_len()
+                ),
+                false,
+            );
         }
         let mut user = [0u8; link::MAX_USER_DATA];
         let Ok(user) = view.payload(&mut user) else {
