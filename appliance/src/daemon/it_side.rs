@@ -76,12 +76,34 @@ impl IdentityDirectory for PolicyDirectory {
         })
     }
 
-    fn mfa_required(&self, _identity: &str, purpose: &Purpose) -> bool {
+    fn mfa_required(&self, identity: &str, purpose: &Purpose) -> bool {
         // Sessions ride on a grant that was obtained with MFA where the rule asked for it.
-        // Requests give a code when they have one; policy denies a request whose rule needs MFA
-        // without one, with a reason that says so.
-        let _ = purpose;
-        false
+        // A request needs a code unless policy would grant it without one (a read-only rule
+        // that waives MFA); asking policy keeps that decision in one place.
+        let Purpose::Request(body) = purpose else {
+            return false;
+        };
+        let (Some(app), Ok(body)) = (
+            self.app.upgrade(),
+            serde_json::from_value::<RequestBody>(body.clone()),
+        ) else {
+            return true;
+        };
+        let now = app.clock.now_utc();
+        let ask = Ask {
+            requester: identity.to_owned(),
+            asset: body.target,
+            operations: body.operations,
+            start: body.start.unwrap_or(now),
+            duration_secs: body.duration_secs,
+            ticket: body.ticket,
+            reason: body.reason,
+            source: None,
+            mfa: false,
+            emergency: false,
+        };
+        let access = crate::grants::adapters::PolicyAccess::new(app.policy());
+        access.mfa_missing(&ask, now)
     }
 }
 

@@ -113,6 +113,21 @@ impl PolicyAccess {
     }
 }
 
+impl PolicyAccess {
+    /// Whether policy refuses `ask` (made without MFA) only for want of a second factor.
+    pub fn mfa_missing(&self, ask: &Ask, now: DateTime<Utc>) -> bool {
+        let Ok(ops) = parse_ops(&ask.operations) else {
+            return true;
+        };
+        let mut request = self.request_of(ask, ops, ask.emergency);
+        request.mfa = false;
+        matches!(
+            self.policy.decide(&request, now),
+            Decision::Deny(otgate_policy::DenyReason::MfaMissing { .. })
+        )
+    }
+}
+
 impl AccessPolicy for PolicyAccess {
     fn decide(&self, ask: &Ask, now: DateTime<Utc>) -> Answer {
         let ops = match parse_ops(&ask.operations) {
