@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// FOR TESTS ONLY: use this unsigned policy file instead of the active signed bundle.
     #[arg(long, value_name = "FILE")]
     pub danger_unsigned_policy: Option<PathBuf>,
+    /// FOR TESTS AND THE DEMO ONLY: start the wall clock at this RFC 3339 instant (it then
+    /// advances in real time); grants still end on the monotonic clock.
+    #[arg(long, value_name = "TIME", hide = true)]
+    pub danger_clock_start: Option<chrono::DateTime<chrono::FixedOffset>>,
 }
 
 /// Run `otgate serve`.
@@ -76,14 +80,27 @@ async fn serve(globals: &Globals, args: ServeArgs) -> anyhow::Result<ExitCode> {
         wait_for_signal().await;
         signals.cancel();
     });
-    let clock: crate::clock::SharedClock = Arc::new(crate::clock::SystemClock);
-    let ready = shutdown.clone();
-    let announce = async move {
-        println!("ready it={it} control={}", control.display());
-        let _ = std::io::stdout().flush();
-        ready.cancelled().await;
+    let clock: crate::clock::SharedClock = match args.danger_clock_start {
+        Some(start) => {
+            tracing::warn!(%start, "running on a MANUAL wall clock (tests and demo only)");
+            Arc::new(crate::clock::ManualClock::starting_at(
+                start.with_timezone(&chrono::Utc),
+            ))
+        }
+        None => Arc::new(crate::clock::SystemClock),
     };
-    let (result, ()) = tokio::join!(daemon::run(config, listeners, clock, shutdown), announce);
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
+    config.ready = Some(ready_tx);
+    let daemon = daemon::run(config, listeners, clock, shutdown);
+    tokio::pin!(daemon);
+    let result = tokio::select! {
+        result = &mut daemon => result,
+        Some(()) = ready_rx.recv() => {
+            println!("ready it={it} control={}", control.display());
+            let _ = std::io::stdout().flush();
+            daemon.await
+        }
+    };
     result.map_err(|e| match e {
         daemon::DaemonError::Policy(_) => hint(
             e,

@@ -55,6 +55,8 @@ pub struct DaemonConfig {
     pub upstream_timeout: Duration,
     /// How long an IT-side client may take to finish TLS and authentication.
     pub handshake_timeout: Duration,
+    /// Told once the daemon serves (for `otgate serve`'s `ready` line).
+    pub ready: Option<tokio::sync::mpsc::UnboundedSender<()>>,
 }
 
 impl DaemonConfig {
@@ -66,6 +68,7 @@ impl DaemonConfig {
             max_sessions: 256,
             upstream_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
+            ready: None,
         }
     }
 }
@@ -275,6 +278,9 @@ pub async fn run(
         shutdown.clone(),
     ));
     tracing::info!("otgate daemon running");
+    if let Some(ready) = &app.config.ready {
+        let _ = ready.send(());
+    }
     shutdown.cancelled().await;
     while tasks.join_next().await.is_some() {}
     let _ = std::fs::remove_file(app.data_dir.control_socket());
