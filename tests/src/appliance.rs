@@ -348,3 +348,76 @@ pub fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// An IT-side broker session tunnel held open by a test (TLS + the ed25519 handshake).
+#[derive(Debug)]
+pub struct SessionProbe {
+    runtime: tokio::runtime::Runtime,
+    stream: otgate::tunnel::client::TunnelStream,
+}
+
+impl SessionProbe {
+    /// Whether the appliance closes the session within `limit` (reads until end of stream).
+    pub fn closed_within(&mut self, limit: Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+        let stream = &mut self.stream;
+        self.runtime.block_on(async {
+            let mut buf = [0u8; 512];
+            let closing = async {
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            };
+            tokio::time::timeout(limit, closing).await.is_ok()
+        })
+    }
+
+    /// Send raw bytes (e.g. a Modbus TCP request) through the session.
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let stream = &mut self.stream;
+        self.runtime.block_on(async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        })
+    }
+}
+
+impl TestAppliance {
+    /// Open a broker session tunnel as `id` for `grant_id` on `asset`.
+    pub fn open_session(
+        &self,
+        id: &str,
+        grant_id: &str,
+        asset: &str,
+    ) -> Result<SessionProbe, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let it = self.it_addr.ok_or("the daemon is not running")?;
+        let cert = otgate::tunnel::tls::cert_path(&DataDir::new(&self.data_dir));
+        let pin = otgate::tunnel::tls::Pin::from_cert_file(&cert).map_err(|e| e.to_string())?;
+        let identity = otgate::tunnel::client::ClientIdentity {
+            id: id.to_owned(),
+            key: demo_key(id),
+            totp: None,
+        };
+        let purpose = otgate::tunnel::Purpose::Session {
+            grant_id: grant_id.to_owned(),
+            asset: asset.to_owned(),
+        };
+        let stream = runtime
+            .block_on(otgate::tunnel::client::connect(
+                &it.to_string(),
+                &pin,
+                &identity,
+                purpose,
+            ))
+            .map_err(|e| e.to_string())?;
+        Ok(SessionProbe { runtime, stream })
+    }
+}
