@@ -4,6 +4,7 @@
 //! ```text
 //! DATA_DIR/
 //!   appliance.key        ed25519 key that signs journal checkpoints (made by `otgate init`)
+//!   appliance.pub        its public half, for `otgate audit verify`
 //!   appliance.toml       appliance configuration (listen addresses, journal budget, ...)
 //!   trust/root.json      the HQ trust root (authority keys and threshold)
 //!   policy/              the active bundle and the last good one
@@ -12,6 +13,8 @@
 //!   ot/                  the OT credential store, device-secret vault and its own key
 //!   journal/             append-only journal segments
 //!   state/               sled materialized views (rebuildable from the journal)
+//!   state.old-*/         sled directories moved aside before a rebuild
+//!   export/              durable SIEM export cursors, one file per destination
 //!   sessions/            session recordings
 //!   control.sock         the running daemon's control socket
 //! ```
@@ -41,6 +44,11 @@ impl DataDir {
     /// The appliance's ed25519 key that signs journal checkpoints.
     pub fn appliance_key(&self) -> PathBuf {
         self.root.join("appliance.key")
+    }
+
+    /// The public half of the appliance key (verifies journal checkpoints without the secret).
+    pub fn appliance_public_key(&self) -> PathBuf {
+        self.root.join("appliance.pub")
     }
 
     /// The appliance configuration file.
@@ -81,6 +89,11 @@ impl DataDir {
     /// The sled state directory.
     pub fn state_dir(&self) -> PathBuf {
         self.root.join("state")
+    }
+
+    /// Durable SIEM export cursors, one file per destination.
+    pub fn export_dir(&self) -> PathBuf {
+        self.root.join("export")
     }
 
     /// Session recordings.

@@ -14,11 +14,11 @@ mod journal;
 mod policy;
 mod session;
 
-pub use access::AccessEvent;
+pub use access::{AccessEvent, EndReason, GrantMode, RevokeCause, RoleCount, Submission};
 pub use admin::AdminEvent;
 pub use auth::AuthEvent;
 pub use inspect::InspectEvent;
-pub use journal::JournalEvent;
+pub use journal::{CheckpointReason, JournalEvent};
 pub use policy::PolicyEvent;
 pub use session::SessionEvent;
 

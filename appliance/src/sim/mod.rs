@@ -2,3 +2,4 @@
 //! generator that writes large, valid captures.
 
 pub mod plc;
+pub mod traffic;

@@ -1,0 +1,559 @@
+//! The journal's single writer: opens (lock, scan, torn-tail cut), then owns the segment file on
+//! its own thread, writing batches of records with one `sync_data` each (group commit),
+//! checkpointing, rotating segments and enforcing the disk budget.
+//!
+//! Nobody is answered before their record is durable. After a failed write the batch is rolled
+//! back (`set_len`), every appender in it gets an error and the writer stops: the journal fails
+//! closed rather than guess what reached the disk.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer, SigningKey};
+
+use super::event::{CheckpointReason, Event, JournalEvent};
+use super::read::list_segments;
+use super::record::{self, RecordType, GENESIS_HASH, HASH_LEN, SEGMENT_HEADER_LEN};
+use super::{JournalConfig, JournalError, Priority, Recorded, Request, Responder, Status};
+
+/// Start the writer: open the journal in `dir`, write its opening records durably, then hand
+/// the file to a new thread that serves `receiver`.
+pub(super) fn start(
+    dir: &Path,
+    key: SigningKey,
+    config: JournalConfig,
+    receiver: Receiver<Request>,
+    status: Arc<Mutex<Status>>,
+) -> Result<std::thread::JoinHandle<()>, JournalError> {
+    let writer = Writer::open(dir, key, config, status)?;
+    std::thread::Builder::new()
+        .name("otgate-journal".into())
+        .spawn(move || writer.run(receiver))
+        .map_err(|source| JournalError::Io {
+            action: "start the writer thread for",
+            path: dir.into(),
+            source,
+        })
+}
+
+fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
+    move |source| JournalError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync", dir))
+}
+
+/// What a scan of one segment found.
+#[derive(Debug)]
+struct Scan {
+    /// The last valid record (seq, hash), if any.
+    last: Option<(u64, [u8; HASH_LEN])>,
+    /// Records since the last checkpoint in this segment.
+    since_checkpoint: u64,
+    /// Bytes up to the end of the last valid record.
+    valid_len: u64,
+    /// Why scanning stopped before the end, if it did.
+    failure: Option<String>,
+}
+
+fn scan(bytes: &[u8], first_seq: u64) -> Scan {
+    let mut offset = SEGMENT_HEADER_LEN;
+    let mut scan = Scan {
+        last: None,
+        since_checkpoint: 0,
+        valid_len: offset as u64,
+        failure: None,
+    };
+    let mut expected = first_seq;
+    while let Some(rest) = bytes.get(offset..).filter(|rest| !rest.is_empty()) {
+        let raw = match record::decode(rest) {
+            Ok(raw) => raw,
+            Err(e) => {
+                scan.failure = Some(e.to_string());
+                break;
+            }
+        };
+        if raw.seq != expected {
+            scan.failure = Some(format!(
+                "expected record seq {expected}, found seq {}",
+                raw.seq
+            ));
+            break;
+        }
+        if let Some((_, prev)) = scan.last {
+            if raw.prev_hash != prev {
+                scan.failure = Some(format!(
+                    "record seq {} does not chain to seq {}",
+                    raw.seq,
+                    raw.seq - 1
+                ));
+                break;
+            }
+        }
+        scan.since_checkpoint = match raw.record_type {
+            RecordType::Checkpoint => 0,
+            RecordType::Event => scan.since_checkpoint + 1,
+        };
+        scan.last = Some((raw.seq, raw.hash));
+        expected += 1;
+        offset += raw.frame_len;
+        scan.valid_len = offset as u64;
+    }
+    scan
+}
+
+pub(super) struct Writer {
+    dir: PathBuf,
+    key: SigningKey,
+    key_id: String,
+    config: JournalConfig,
+    /// The open segment, written at its end.
+    file: File,
+    segment_path: PathBuf,
+    segment_len: u64,
+    next_seq: u64,
+    head_hash: [u8; HASH_LEN],
+    used_bytes: u64,
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
+    /// `mono_ns` counts from here.
+    mono_anchor: Instant,
+    status: Arc<Mutex<Status>>,
+    /// The batch being encoded.
+    buf: Vec<u8>,
+    budget_low_written: bool,
+    /// Held for the writer's life: the exclusive lock on `journal/LOCK`.
+    _lock: File,
+}
+
+impl Writer {
+    fn open(
+        dir: &Path,
+        key: SigningKey,
+        config: JournalConfig,
+        status: Arc<Mutex<Status>>,
+    ) -> Result<Writer, JournalError> {
+        fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io("open", &lock_path))?;
+        #[allow(clippy::incompatible_msrv)]
+        // std's file locks (Rust 1.89); the toolchain here is newer.
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::Locked { path: lock_path })
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(JournalError::Io {
+                    action: "lock",
+                    path: lock_path,
+                    source,
+                })
+            }
+        }
+
+        let mut segments = list_segments(dir).map_err(io("list", dir))?;
+        let mut internal: Vec<JournalEvent> = Vec::new();
+        let key_id = record::key_id(&key.verifying_key());
+        let created = segments.is_empty();
+        if created {
+            let path = dir.join(record::segment_name(1));
+            create_segment(&path, 1)?;
+            sync_dir(dir)?;
+            segments.push((1, path));
+            internal.push(JournalEvent::Created {
+                public_key: hex::encode(key.verifying_key().as_bytes()),
+                key_id: key_id.clone(),
+            });
+        }
+        let Some((first_seq, segment_path)) = segments.last().cloned() else {
+            return Err(JournalError::Corrupt {
+                segment: dir.into(),
+                offset: 0,
+                detail: "no segment".into(),
+            });
+        };
+        let mut bytes = fs::read(&segment_path).map_err(io("read", &segment_path))?;
+        if bytes.len() < SEGMENT_HEADER_LEN && record::segment_header(first_seq).starts_with(&bytes)
+        {
+            // A crash while the segment was being created: finish its header.
+            bytes = record::segment_header(first_seq).to_vec();
+            fs::write(&segment_path, &bytes).map_err(io("write", &segment_path))?;
+        }
+        match record::parse_segment_header(&bytes) {
+            Some(seq) if seq == first_seq => {}
+            _ => {
+                return Err(JournalError::Corrupt {
+                    segment: segment_path,
+                    offset: 0,
+                    detail: format!("segment header is not OTGJRNL1 with first seq {first_seq}"),
+                })
+            }
+        }
+        let found = scan(&bytes, first_seq);
+        if let Some(reason) = &found.failure {
+            let cut = bytes.get(found.valid_len as usize..).unwrap_or_default();
+            let torn_dir = dir.join("torn");
+            fs::create_dir_all(&torn_dir).map_err(io("create", &torn_dir))?;
+            let name = segment_path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let saved_as = format!("{name}-{}.bin", found.valid_len);
+            let saved_path = torn_dir.join(&saved_as);
+            fs::write(&saved_path, cut)
+                .and_then(|()| File::open(&saved_path).and_then(|f| f.sync_all()))
+                .map_err(io("save the torn tail to", &saved_path))?;
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&segment_path)
+                .map_err(io("open", &segment_path))?;
+            file.set_len(found.valid_len)
+                .and_then(|()| file.sync_all())
+                .map_err(io("cut the torn tail of", &segment_path))?;
+            tracing::warn!(segment = %name, offset = found.valid_len, bytes = cut.len(), %reason, "cut a torn journal tail");
+            internal.push(JournalEvent::TailCut {
+                segment: name,
+                offset: found.valid_len,
+                bytes: cut.len() as u64,
+                reason: reason.clone(),
+                saved_as,
+            });
+        }
+        let (head_seq, head_hash, since_checkpoint) = match found.last {
+            Some((seq, hash)) => (seq, hash, found.since_checkpoint),
+            None => match segments.len().checked_sub(2).and_then(|i| segments.get(i)) {
+                // The last segment is empty: the head is the previous segment's last record.
+                Some((prev_first, prev_path)) => {
+                    let prev = fs::read(prev_path).map_err(io("read", prev_path))?;
+                    match scan(&prev, *prev_first).last {
+                        Some((seq, hash)) => (seq, hash, 0),
+                        None => (first_seq.saturating_sub(1), GENESIS_HASH, 0),
+                    }
+                }
+                None => (first_seq.saturating_sub(1), GENESIS_HASH, 0),
+            },
+        };
+        let mut used_bytes = 0;
+        for (_, path) in &segments {
+            used_bytes += fs::metadata(path).map_err(io("stat", path))?.len();
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&segment_path)
+            .map_err(io("open", &segment_path))?;
+        let segment_len = file.metadata().map_err(io("stat", &segment_path))?.len();
+        internal.push(JournalEvent::Opened {
+            head_seq,
+            pid: std::process::id(),
+        });
+
+        let mut writer = Writer {
+            dir: dir.to_path_buf(),
+            key,
+            key_id,
+            config,
+            file,
+            segment_path,
+            segment_len,
+            next_seq: head_seq + 1,
+            head_hash,
+            used_bytes,
+            since_checkpoint,
+            last_checkpoint: Instant::now(),
+            mono_anchor: Instant::now(),
+            status,
+            buf: Vec::with_capacity(1 << 16),
+            budget_low_written: false,
+            _lock: lock,
+        };
+        writer.buf.clear();
+        for event in internal {
+            writer.push_internal(&event);
+        }
+        writer.flush(&mut Vec::new()).map_err(|e| match e {
+            JournalError::WriteFailed { path, reason } => JournalError::Io {
+                action: "write",
+                path,
+                source: std::io::Error::other(reason),
+            },
+            other => other,
+        })?;
+        Ok(writer)
+    }
+
+    fn run(mut self, receiver: Receiver<Request>) {
+        let mut batch: Vec<Request> = Vec::new();
+        loop {
+            let first = match self.until_checkpoint_due() {
+                Some(wait) => match receiver.recv_timeout(wait) {
+                    Ok(request) => Some(request),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match receiver.recv() {
+                    Ok(request) => Some(request),
+                    Err(_) => break,
+                },
+            };
+            if let Some(first) = first {
+                batch.push(first);
+                while batch.len() < self.config.max_batch.max(1) {
+                    match receiver.try_recv() {
+                        Ok(request) => batch.push(request),
+                        Err(_) => break,
+                    }
+                }
+            }
+            if let Err(e) = self.commit(&mut batch) {
+                tracing::error!(error = %e, "journal writer stopped");
+                return;
+            }
+        }
+        if self.since_checkpoint > 0 {
+            self.buf.clear();
+            self.push_checkpoint(CheckpointReason::Shutdown);
+            if let Err(e) = self.flush(&mut Vec::new()) {
+                tracing::error!(error = %e, "journal: final checkpoint failed");
+            }
+        }
+    }
+
+    fn until_checkpoint_due(&self) -> Option<Duration> {
+        (self.since_checkpoint > 0).then(|| {
+            self.config
+                .checkpoint_every
+                .saturating_sub(self.last_checkpoint.elapsed())
+        })
+    }
+
+    /// Encode, write and sync one batch, then answer it. An error means the writer must stop.
+    fn commit(&mut self, batch: &mut Vec<Request>) -> Result<(), JournalError> {
+        self.buf.clear();
+        let budget = self.config.budget_bytes;
+        let reserve = self.config.reserve_bytes.min(budget);
+        let mut accepted: Vec<(Responder, Recorded)> = Vec::with_capacity(batch.len());
+        for request in batch.drain(..) {
+            let needed = record::frame_len(request.payload.len()) as u64;
+            let used = self.used_bytes + self.buf.len() as u64;
+            let limit = match request.priority {
+                Priority::Normal => budget - reserve,
+                Priority::Reserve => budget,
+            };
+            if used + needed > limit {
+                let refusal = match request.priority {
+                    Priority::Normal => {
+                        if !self.budget_low_written {
+                            self.budget_low_written = true;
+                            tracing::error!(
+                                used,
+                                budget,
+                                reserve,
+                                "journal budget reached: normal appends are refused"
+                            );
+                            self.push_internal(&JournalEvent::BudgetLow {
+                                used_bytes: used,
+                                budget_bytes: budget,
+                                reserve_bytes: reserve,
+                            });
+                        }
+                        JournalError::BudgetExhausted {
+                            used,
+                            budget,
+                            reserve,
+                            needed,
+                        }
+                    }
+                    Priority::Reserve => JournalError::ReserveExhausted {
+                        used,
+                        budget,
+                        needed,
+                    },
+                };
+                request.responder.send(Err(refusal));
+                continue;
+            }
+            let recorded = self.push_record(RecordType::Event, &request.payload);
+            accepted.push((request.responder, recorded));
+        }
+        let periodic = self.since_checkpoint > 0
+            && (self.since_checkpoint >= self.config.checkpoint_every_records
+                || self.last_checkpoint.elapsed() >= self.config.checkpoint_every);
+        let rotate = self.segment_len + self.buf.len() as u64 >= self.config.segment_bytes
+            && (self.since_checkpoint > 0 || !self.buf.is_empty());
+        if rotate {
+            self.push_checkpoint(CheckpointReason::SegmentClose);
+        } else if periodic {
+            self.push_checkpoint(CheckpointReason::Periodic);
+        }
+        self.flush(&mut accepted)?;
+        if rotate {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Write and sync `buf`, then answer `accepted`. On failure roll back and answer errors.
+    fn flush(&mut self, accepted: &mut Vec<(Responder, Recorded)>) -> Result<(), JournalError> {
+        if !self.buf.is_empty() {
+            let written = self
+                .file
+                .write_all(&self.buf)
+                .and_then(|()| self.file.sync_data());
+            if let Err(e) = written {
+                let reason = e.to_string();
+                // Roll the file back so that no unacknowledged bytes stay behind, if we can.
+                let _ = self
+                    .file
+                    .set_len(self.segment_len)
+                    .and_then(|()| self.file.sync_data());
+                if let Ok(mut status) = self.status.lock() {
+                    status.failed = Some(format!(
+                        "a write to {} failed: {reason}",
+                        self.segment_path.display()
+                    ));
+                }
+                for (responder, _) in accepted.drain(..) {
+                    responder.send(Err(JournalError::WriteFailed {
+                        path: self.segment_path.clone(),
+                        reason: reason.clone(),
+                    }));
+                }
+                return Err(JournalError::WriteFailed {
+                    path: self.segment_path.clone(),
+                    reason,
+                });
+            }
+            self.segment_len += self.buf.len() as u64;
+            self.used_bytes += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        if let Ok(mut status) = self.status.lock() {
+            status.head_seq = self.next_seq - 1;
+            status.head_hash = self.head_hash;
+            status.used_bytes = self.used_bytes;
+        }
+        for (responder, recorded) in accepted.drain(..) {
+            responder.send(Ok(recorded));
+        }
+        Ok(())
+    }
+
+    fn push_record(&mut self, record_type: RecordType, payload: &[u8]) -> Recorded {
+        let seq = self.next_seq;
+        let wall = self
+            .config
+            .clock
+            .now_utc()
+            .timestamp_nanos_opt()
+            .unwrap_or(i64::MAX);
+        let mono = u64::try_from(self.mono_anchor.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let hash = record::encode(
+            &mut self.buf,
+            record_type,
+            seq,
+            wall,
+            mono,
+            &self.head_hash,
+            payload,
+        );
+        self.next_seq += 1;
+        self.head_hash = hash;
+        match record_type {
+            RecordType::Event => self.since_checkpoint += 1,
+            RecordType::Checkpoint => {
+                self.since_checkpoint = 0;
+                self.last_checkpoint = Instant::now();
+            }
+        }
+        Recorded { seq, hash }
+    }
+
+    fn push_internal(&mut self, event: &JournalEvent) {
+        match serde_json::to_vec(&Event::Journal(event.clone())) {
+            Ok(payload) => {
+                self.push_record(RecordType::Event, &payload);
+            }
+            Err(e) => tracing::error!(error = %e, "journal: cannot encode an internal event"),
+        }
+    }
+
+    fn push_checkpoint(&mut self, reason: CheckpointReason) {
+        let covers_seq = self.next_seq - 1;
+        let signature = self
+            .key
+            .sign(&record::checkpoint_message(covers_seq, &self.head_hash));
+        let event = Event::Journal(JournalEvent::Checkpoint {
+            covers_seq,
+            head_hash: hex::encode(self.head_hash),
+            key_id: self.key_id.clone(),
+            signature: hex::encode(signature.to_bytes()),
+            reason,
+        });
+        match serde_json::to_vec(&event) {
+            Ok(payload) => {
+                self.push_record(RecordType::Checkpoint, &payload);
+            }
+            Err(e) => tracing::error!(error = %e, "journal: cannot encode a checkpoint"),
+        }
+    }
+
+    /// Close the current segment (its checkpoint is already written) and start the next one.
+    fn rotate(&mut self) -> Result<(), JournalError> {
+        let path = self.dir.join(record::segment_name(self.next_seq));
+        let result = create_segment(&path, self.next_seq)
+            .and_then(|()| sync_dir(&self.dir))
+            .and_then(|()| {
+                OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .map_err(io("open", &path))
+            });
+        match result {
+            Ok(file) => {
+                self.file = file;
+                self.segment_path = path;
+                self.segment_len = SEGMENT_HEADER_LEN as u64;
+                self.used_bytes += SEGMENT_HEADER_LEN as u64;
+                Ok(())
+            }
+            Err(e) => {
+                if let Ok(mut status) = self.status.lock() {
+                    status.failed = Some(format!("cannot start a new segment: {e}"));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+fn create_segment(path: &Path, first_seq: u64) -> Result<(), JournalError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io("create", path))?;
+    file.write_all(&record::segment_header(first_seq))
+        .and_then(|()| file.sync_all())
+        .map_err(io("write", path))
+}

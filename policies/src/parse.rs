@@ -1,0 +1,1873 @@
+//! Parsing and validating a policy from TOML, with every problem reported at once.
+//!
+//! Two passes. The first reads the TOML into raw structs whose values keep their byte spans
+//! (`toml::Spanned`); a syntax error or a value of the wrong shape (a number where text belongs,
+//! an unknown key) stops here, since nothing after it can be trusted. The second pass validates
+//! the raw policy and builds the model, collecting every problem (dangling references, duplicate
+//! ids, inverted or overlapping ranges, impossible schedules, unknown function codes, rules that
+//! can never grant anything, IT identities listed as approvers, ...) as a [`Diagnostic`] with the
+//! file, line and column of the offending value. Warnings (a rule waiving MFA for read-only
+//! access) do not fail the parse; they are kept on the policy ([`Policy::warnings`]).
+//!
+//! No I/O: the caller reads the file and passes its text and name. Never panics on any input.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+use ed25519_dalek::VerifyingKey;
+use ipnet::IpNet;
+use regex::Regex;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::ids::{AssetId, IdentityId, PanelId, RoleId, RuleId, ScheduleId, SegmentId, SiteId};
+use crate::model::{
+    Asset, AssetKind, BreakGlass, GrantMode, Index, ItIdentity, ItKind, OnExcess, OtIdentity,
+    OtKind, Panel, Policy, Protocol, Requirements, Role, RoleCount, Rule, Segment, Site, Targets,
+    Validity, Zone, DEFAULT_IDLE_TIMEOUT,
+};
+use crate::ops::{OperationError, OperationSpec};
+use crate::schedule::{
+    parse_minutes, parse_weekday, DateWindow, Schedule, WeeklyWindow, MINUTES_PER_DAY,
+};
+
+/// How serious a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The policy is invalid.
+    Error,
+    /// The policy is valid but something deserves a look.
+    Warning,
+}
+
+/// One problem found in a policy, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file name given to [`parse`].
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column (in characters).
+    pub column: u32,
+    /// Error or warning.
+    pub severity: Severity,
+    /// What is wrong.
+    pub kind: DiagnosticKind,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
+        write!(f, "{}", self.kind)
+    }
+}
+
+/// What is wrong, grouped by fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiagnosticKind {
+    // --- malformed ---
+    /// The text is not valid TOML, or a value has the wrong shape.
+    #[error("{0}")]
+    Syntax(String),
+    /// A value does not parse as what the field holds.
+    #[error("invalid {field} `{value}`: expected {expected}")]
+    InvalidValue {
+        /// The field.
+        field: &'static str,
+        /// The value as written.
+        value: String,
+        /// What the field accepts.
+        expected: String,
+    },
+    /// An operation string does not parse.
+    #[error("invalid operation `{op}`: {error}")]
+    InvalidOperation {
+        /// The operation as written.
+        op: String,
+        /// Why.
+        error: OperationError,
+    },
+    /// A public key is not a valid ed25519 key.
+    #[error("invalid public key for `{id}`: {why}")]
+    InvalidKey {
+        /// Whose key.
+        id: String,
+        /// Why.
+        why: String,
+    },
+    // --- inconsistent ---
+    /// Two objects of one kind share an id.
+    #[error("duplicate {what} id `{id}` (first defined on line {first_line})")]
+    DuplicateId {
+        /// The kind of object.
+        what: &'static str,
+        /// The id.
+        id: String,
+        /// Where the first one is.
+        first_line: u32,
+    },
+    /// A reference to an object that does not exist.
+    #[error("unknown {what} `{id}`")]
+    UnknownReference {
+        /// The kind of object referred to.
+        what: &'static str,
+        /// The id referred to.
+        id: String,
+    },
+    /// Something of one zone used where the other zone belongs.
+    #[error("{what} `{id}` is in the {actual} zone, but {context} needs the {expected} zone")]
+    WrongZone {
+        /// The kind of object.
+        what: &'static str,
+        /// Its id.
+        id: String,
+        /// Its zone.
+        actual: &'static str,
+        /// The zone required.
+        expected: &'static str,
+        /// Where it is used.
+        context: String,
+    },
+    /// An IT identity is named as an approver; only OT identities approve.
+    #[error("`{id}` is an IT identity and cannot approve: only OT identities approve")]
+    ItIdentityAsApprover {
+        /// The identity.
+        id: String,
+    },
+    /// Two windows of one schedule overlap.
+    #[error("schedule `{schedule}`: window {a} overlaps window {b}")]
+    OverlappingWindows {
+        /// The schedule.
+        schedule: String,
+        /// One window, as written.
+        a: String,
+        /// The other window, as written.
+        b: String,
+    },
+    /// A window or schedule can never contain any instant.
+    #[error("impossible schedule `{schedule}`: {why}")]
+    ImpossibleSchedule {
+        /// The schedule.
+        schedule: String,
+        /// Why.
+        why: String,
+    },
+    /// A rule that can never grant anything.
+    #[error("rule `{rule}` can never grant anything: {why}")]
+    NeverGrants {
+        /// The rule.
+        rule: String,
+        /// Why.
+        why: String,
+    },
+    /// A rule waives MFA but grants writes.
+    #[error(
+        "rule `{rule}` waives MFA but grants `{op}`: MFA may be waived only for read-only access"
+    )]
+    MfaWaivedForWrite {
+        /// The rule.
+        rule: String,
+        /// The first write operation.
+        op: String,
+    },
+    /// A required section or value is missing.
+    #[error("missing {what}")]
+    Missing {
+        /// What is missing.
+        what: String,
+    },
+    /// A combination of settings that is not allowed.
+    #[error("{0}")]
+    NotAllowed(String),
+    // --- warnings ---
+    /// A rule waives MFA (allowed for read-only access; worth knowing).
+    #[error("rule `{rule}` waives MFA (read-only access without a second factor)")]
+    MfaWaived {
+        /// The rule.
+        rule: String,
+    },
+}
+
+/// Every problem found in a policy. Empty never: [`parse`] returns it only with at least one error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    /// The diagnostics, errors and warnings, in file order.
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter()
+    }
+
+    /// Only the errors.
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter().filter(|d| d.severity == Severity::Error)
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+// ---------------------------------------------------------------------------------------------
+// Raw TOML shape.
+
+type S = Spanned<String>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    site: Spanned<RawSite>,
+    #[serde(default)]
+    validity: Option<Spanned<RawValidity>>,
+    #[serde(default)]
+    segments: Vec<Spanned<RawSegment>>,
+    #[serde(default)]
+    assets: Vec<Spanned<RawAsset>>,
+    #[serde(default)]
+    roles: Vec<Spanned<RawRole>>,
+    #[serde(default)]
+    identities: RawIdentities,
+    #[serde(default)]
+    schedules: Vec<Spanned<RawSchedule>>,
+    #[serde(default)]
+    rules: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    break_glass: Option<Spanned<RawBreakGlass>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    id: S,
+    #[serde(default)]
+    name: Option<String>,
+    timezone: S,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawValidity {
+    lifetime: S,
+    offline_grace: S,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSegment {
+    id: S,
+    zone: S,
+    #[serde(default)]
+    networks: Vec<S>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAsset {
+    id: S,
+    kind: S,
+    segment: S,
+    address: S,
+    protocol: S,
+    #[serde(default)]
+    unit_ids: Vec<Spanned<i64>>,
+    #[serde(default)]
+    tags: Vec<S>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRole {
+    id: S,
+    zone: S,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIdentities {
+    #[serde(default)]
+    it: Vec<Spanned<RawIt>>,
+    #[serde(default)]
+    ot: Vec<Spanned<RawOt>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIt {
+    id: S,
+    kind: S,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    organisation: Option<String>,
+    #[serde(default)]
+    roles: Vec<S>,
+    public_key: S,
+    #[serde(default)]
+    expires: Option<S>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOt {
+    id: S,
+    kind: S,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    roles: Vec<S>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    id: S,
+    #[serde(default)]
+    timezone: Option<S>,
+    #[serde(default)]
+    weekly: Vec<Spanned<RawWeekly>>,
+    #[serde(default)]
+    dates: Vec<Spanned<RawDate>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeekly {
+    days: Spanned<Vec<S>>,
+    from: S,
+    to: S,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDate {
+    from: S,
+    to: S,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: S,
+    #[serde(default)]
+    description: Option<String>,
+    roles: Spanned<Vec<S>>,
+    targets: Spanned<RawTargets>,
+    operations: Spanned<Vec<S>>,
+    #[serde(default)]
+    schedules: Vec<S>,
+    max_duration: S,
+    #[serde(default)]
+    on_excess: Option<S>,
+    #[serde(default)]
+    idle_timeout: Option<S>,
+    #[serde(default)]
+    end_on_last_disconnect: bool,
+    approval: Spanned<RawApproval>,
+    #[serde(default)]
+    requirements: Option<Spanned<RawRequirements>>,
+    #[serde(default)]
+    revoke_on: Vec<S>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTargets {
+    #[serde(default)]
+    assets: Vec<S>,
+    #[serde(default)]
+    segments: Vec<S>,
+    #[serde(default)]
+    tags: Vec<S>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApproval {
+    mode: S,
+    #[serde(default)]
+    require: Vec<Spanned<RawRoleCount>>,
+    #[serde(default)]
+    approvers: Vec<S>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoleCount {
+    role: S,
+    count: Spanned<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequirements {
+    #[serde(default)]
+    mfa: Option<Spanned<bool>>,
+    #[serde(default)]
+    ticket: Option<S>,
+    #[serde(default)]
+    sources: Vec<S>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreakGlass {
+    rule: S,
+    #[serde(default)]
+    panels: Vec<Spanned<RawPanel>>,
+    sealed_codes: Spanned<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPanel {
+    id: S,
+    public_key: S,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+/// Revoke triggers a rule may name (inspection alert kinds).
+pub const REVOKE_TRIGGERS: &[&str] = &[
+    "unexplained-write",
+    "program-download",
+    "unknown-function",
+    "new-device",
+    "scan",
+    "malformed-traffic",
+];
+
+struct Validator<'a> {
+    file: &'a str,
+    line_starts: Vec<usize>,
+    source: &'a str,
+    diags: Vec<Diagnostic>,
+}
+
+impl<'a> Validator<'a> {
+    fn new(source: &'a str, file: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
+        Self {
+            file,
+            line_starts,
+            source,
+            diags: Vec::new(),
+        }
+    }
+
+    fn position(&self, offset: usize) -> (u32, u32) {
+        let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
+        let column = self
+            .source
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count())
+            + 1;
+        (
+            u32::try_from(line).unwrap_or(u32::MAX),
+            u32::try_from(column).unwrap_or(u32::MAX),
+        )
+    }
+
+    fn line_of(&self, span: &Range<usize>) -> u32 {
+        self.position(span.start).0
+    }
+
+    fn push(&mut self, span: &Range<usize>, severity: Severity, kind: DiagnosticKind) {
+        let (line, column) = self.position(span.start);
+        self.diags.push(Diagnostic {
+            file: self.file.to_owned(),
+            line,
+            column,
+            severity,
+            kind,
+        });
+    }
+
+    fn error(&mut self, span: &Range<usize>, kind: DiagnosticKind) {
+        self.push(span, Severity::Error, kind);
+    }
+
+    fn warn(&mut self, span: &Range<usize>, kind: DiagnosticKind) {
+        self.push(span, Severity::Warning, kind);
+    }
+
+    fn invalid(&mut self, value: &S, field: &'static str, expected: &str) {
+        self.error(
+            &value.span(),
+            DiagnosticKind::InvalidValue {
+                field,
+                value: value.get_ref().clone(),
+                expected: expected.to_owned(),
+            },
+        );
+    }
+
+    /// Check an id's characters and uniqueness among `seen`.
+    fn id(&mut self, value: &S, what: &'static str, seen: &mut HashMap<String, u32>) -> bool {
+        let id = value.get_ref();
+        let good = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !good {
+            self.invalid(
+                value,
+                "id",
+                "1-64 characters of letters, digits, `-`, `_` or `.`",
+            );
+            return false;
+        }
+        let line = self.line_of(&value.span());
+        if let Some(first_line) = seen.get(id) {
+            self.error(
+                &value.span(),
+                DiagnosticKind::DuplicateId {
+                    what,
+                    id: id.clone(),
+                    first_line: *first_line,
+                },
+            );
+            return false;
+        }
+        seen.insert(id.clone(), line);
+        true
+    }
+
+    fn duration(&mut self, value: &S, field: &'static str) -> Option<Duration> {
+        match humantime::parse_duration(value.get_ref()) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                self.invalid(value, field, "a duration greater than zero");
+                None
+            }
+            Err(_) => {
+                self.invalid(value, field, "a duration like `4h`, `30m` or `7d`");
+                None
+            }
+        }
+    }
+
+    fn zone(&mut self, value: &S) -> Option<Zone> {
+        match value.get_ref().as_str() {
+            "it" => Some(Zone::It),
+            "ot" => Some(Zone::Ot),
+            _ => {
+                self.invalid(value, "zone", "`it` or `ot`");
+                None
+            }
+        }
+    }
+
+    fn timezone(&mut self, value: &S) -> Option<Tz> {
+        match value.get_ref().parse::<Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                self.invalid(
+                    value,
+                    "timezone",
+                    "an IANA timezone name like `Europe/Berlin`",
+                );
+                None
+            }
+        }
+    }
+
+    fn public_key(&mut self, value: &S, owner: &str) -> Option<VerifyingKey> {
+        let text = value.get_ref().trim();
+        let text = text.strip_prefix("ed25519:").unwrap_or(text);
+        let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            hex::decode(text).ok()
+        } else {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(text).ok()
+        };
+        let Some(bytes) = bytes else {
+            self.error(
+                &value.span(),
+                DiagnosticKind::InvalidKey {
+                    id: owner.to_owned(),
+                    why: "expected 32 bytes as base64 or hex".into(),
+                },
+            );
+            return None;
+        };
+        let Ok(array) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+            self.error(
+                &value.span(),
+                DiagnosticKind::InvalidKey {
+                    id: owner.to_owned(),
+                    why: format!("an ed25519 public key is 32 bytes, this is {}", bytes.len()),
+                },
+            );
+            return None;
+        };
+        match VerifyingKey::from_bytes(&array) {
+            Ok(key) if !key.is_weak() => Some(key),
+            Ok(_) => {
+                self.error(
+                    &value.span(),
+                    DiagnosticKind::InvalidKey {
+                        id: owner.to_owned(),
+                        why: "weak key".into(),
+                    },
+                );
+                None
+            }
+            Err(_) => {
+                self.error(
+                    &value.span(),
+                    DiagnosticKind::InvalidKey {
+                        id: owner.to_owned(),
+                        why: "not a point on the curve".into(),
+                    },
+                );
+                None
+            }
+        }
+    }
+}
+
+fn parse_local(s: &str) -> Option<(NaiveDateTime, bool)> {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some((t, false));
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .map(|d| (d.and_time(chrono::NaiveTime::MIN), true))
+}
+
+/// Parse and validate a policy. `file` is only used in diagnostics. On failure, every problem
+/// found is returned (errors and warnings, in file order).
+pub fn parse(source: &str, file: &str) -> Result<Policy, Diagnostics> {
+    let mut v = Validator::new(source, file);
+    let raw: RawPolicy = match toml::from_str(source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            v.error(&span, DiagnosticKind::Syntax(e.message().trim().to_owned()));
+            return Err(Diagnostics(v.diags));
+        }
+    };
+    let policy = build(&mut v, raw);
+    let mut diags = std::mem::take(&mut v.diags);
+    diags.sort_by_key(|d| (d.line, d.column));
+    match policy {
+        Some(mut p) if !diags.iter().any(|d| d.severity == Severity::Error) => {
+            p.warnings = diags;
+            Ok(p)
+        }
+        _ => Err(Diagnostics(diags)),
+    }
+}
+
+fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
+    // Site.
+    let site_raw = raw.site.get_ref();
+    let mut site_ids = HashMap::new();
+    v.id(&site_raw.id, "site", &mut site_ids);
+    let timezone = v.timezone(&site_raw.timezone);
+
+    // Validity.
+    let validity = match &raw.validity {
+        None => Validity::default(),
+        Some(val) => {
+            let val = val.get_ref();
+            let lifetime = v.duration(&val.lifetime, "lifetime");
+            let grace = v.duration(&val.offline_grace, "offline_grace");
+            Validity {
+                lifetime: lifetime.unwrap_or(Validity::default().lifetime),
+                offline_grace: grace.unwrap_or(Validity::default().offline_grace),
+            }
+        }
+    };
+
+    // Segments.
+    let mut seen = HashMap::new();
+    let mut segments = Vec::new();
+    for seg in &raw.segments {
+        let s = seg.get_ref();
+        v.id(&s.id, "segment", &mut seen);
+        let zone = v.zone(&s.zone);
+        let mut networks = Vec::new();
+        for n in &s.networks {
+            match n.get_ref().parse::<IpNet>() {
+                Ok(net) => networks.push(net),
+                Err(_) => v.invalid(n, "network", "a CIDR network like `10.10.3.0/24`"),
+            }
+        }
+        if let Some(zone) = zone {
+            segments.push(Segment {
+                id: SegmentId::new(s.id.get_ref()),
+                zone,
+                networks,
+                description: s.description.clone(),
+            });
+        }
+    }
+    for (i, a) in segments.iter().enumerate() {
+        for b in segments.iter().skip(i + 1) {
+            for na in &a.networks {
+                for nb in &b.networks {
+                    if na.contains(&nb.network()) || nb.contains(&na.network()) {
+                        if let Some(raw_b) = raw
+                            .segments
+                            .iter()
+                            .find(|r| r.get_ref().id.get_ref() == b.id.as_str())
+                        {
+                            v.error(
+                                &raw_b.get_ref().id.span(),
+                                DiagnosticKind::NotAllowed(format!(
+                                    "segment `{}` network {nb} overlaps segment `{}` network {na}",
+                                    b.id, a.id
+                                )),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Assets.
+    let mut seen = HashMap::new();
+    let mut assets = Vec::new();
+    let mut addresses: HashMap<SocketAddr, String> = HashMap::new();
+    for asset in &raw.assets {
+        let a = asset.get_ref();
+        let ok_id = v.id(&a.id, "asset", &mut seen);
+        let kind = match a.kind.get_ref().as_str() {
+            "plc" => Some(AssetKind::Plc),
+            "hmi" => Some(AssetKind::Hmi),
+            "safety-controller" => Some(AssetKind::SafetyController),
+            "historian" => Some(AssetKind::Historian),
+            _ => {
+                v.invalid(
+                    &a.kind,
+                    "asset kind",
+                    "`plc`, `hmi`, `safety-controller` or `historian`",
+                );
+                None
+            }
+        };
+        let protocol = match a.protocol.get_ref().as_str() {
+            "modbus" => Some(Protocol::Modbus),
+            "dnp3" => Some(Protocol::Dnp3),
+            "vnc" => Some(Protocol::Vnc),
+            "tcp" => Some(Protocol::Tcp),
+            _ => {
+                v.invalid(&a.protocol, "protocol", "`modbus`, `dnp3`, `vnc` or `tcp`");
+                None
+            }
+        };
+        let segment = a.segment.get_ref();
+        match segments.iter().find(|s| s.id.as_str() == segment.as_str()) {
+            None => v.error(
+                &a.segment.span(),
+                DiagnosticKind::UnknownReference {
+                    what: "segment",
+                    id: segment.clone(),
+                },
+            ),
+            Some(s) if s.zone != Zone::Ot => v.error(
+                &a.segment.span(),
+                DiagnosticKind::WrongZone {
+                    what: "segment",
+                    id: segment.clone(),
+                    actual: "it",
+                    expected: "ot",
+                    context: format!("asset `{}`", a.id.get_ref()),
+                },
+            ),
+            Some(_) => {}
+        }
+        let address = match a.address.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => {
+                if let Some(s) = segments.iter().find(|s| s.id.as_str() == segment.as_str()) {
+                    if !s.networks.is_empty() && !s.networks.iter().any(|n| n.contains(&addr.ip()))
+                    {
+                        v.error(
+                            &a.address.span(),
+                            DiagnosticKind::NotAllowed(format!(
+                                "address {addr} of asset `{}` is outside its segment `{}`",
+                                a.id.get_ref(),
+                                s.id
+                            )),
+                        );
+                    }
+                }
+                if let Some(other) = addresses.insert(addr, a.id.get_ref().clone()) {
+                    v.error(
+                        &a.address.span(),
+                        DiagnosticKind::NotAllowed(format!(
+                            "address {addr} of asset `{}` is already used by asset `{other}`",
+                            a.id.get_ref()
+                        )),
+                    );
+                }
+                Some(addr)
+            }
+            Err(_) => {
+                v.invalid(
+                    &a.address,
+                    "address",
+                    "an IP address and port like `10.10.3.11:502`",
+                );
+                None
+            }
+        };
+        let mut unit_ids = Vec::new();
+        for u in &a.unit_ids {
+            match u8::try_from(*u.get_ref()) {
+                Ok(id) if !unit_ids.contains(&id) => unit_ids.push(id),
+                Ok(id) => v.error(
+                    &u.span(),
+                    DiagnosticKind::NotAllowed(format!("unit id {id} listed twice")),
+                ),
+                Err(_) => v.error(
+                    &u.span(),
+                    DiagnosticKind::InvalidValue {
+                        field: "unit id",
+                        value: u.get_ref().to_string(),
+                        expected: "0-255".into(),
+                    },
+                ),
+            }
+        }
+        if matches!(protocol, Some(Protocol::Modbus | Protocol::Dnp3)) && a.unit_ids.is_empty() {
+            v.error(
+                &a.id.span(),
+                DiagnosticKind::Missing {
+                    what: format!(
+                        "unit_ids for {} asset `{}`",
+                        a.protocol.get_ref(),
+                        a.id.get_ref()
+                    ),
+                },
+            );
+        }
+        if let (true, Some(kind), Some(protocol), Some(address)) = (ok_id, kind, protocol, address)
+        {
+            assets.push(Asset {
+                id: AssetId::new(a.id.get_ref()),
+                kind,
+                segment: SegmentId::new(segment),
+                address,
+                protocol,
+                unit_ids,
+                tags: a.tags.iter().map(|t| t.get_ref().clone()).collect(),
+                description: a.description.clone(),
+            });
+        }
+    }
+
+    // Roles.
+    let mut seen = HashMap::new();
+    let mut roles = Vec::new();
+    for role in &raw.roles {
+        let r = role.get_ref();
+        let ok = v.id(&r.id, "role", &mut seen);
+        if let (true, Some(zone)) = (ok, v.zone(&r.zone)) {
+            roles.push(Role {
+                id: RoleId::new(r.id.get_ref()),
+                zone,
+                description: r.description.clone(),
+            });
+        }
+    }
+    let role_zone = |id: &str| roles.iter().find(|r| r.id.as_str() == id).map(|r| r.zone);
+
+    // Identities: one id space across both zones, so "alice" is never both.
+    let mut seen = HashMap::new();
+    let check_roles = |v: &mut Validator<'_>, list: &[S], zone: Zone, who: &str| -> Vec<RoleId> {
+        let mut out = Vec::new();
+        for r in list {
+            match role_zone(r.get_ref()) {
+                None => v.error(
+                    &r.span(),
+                    DiagnosticKind::UnknownReference {
+                        what: "role",
+                        id: r.get_ref().clone(),
+                    },
+                ),
+                Some(z) if z != zone => v.error(
+                    &r.span(),
+                    DiagnosticKind::WrongZone {
+                        what: "role",
+                        id: r.get_ref().clone(),
+                        actual: zone_name(z),
+                        expected: zone_name(zone),
+                        context: format!("identity `{who}`"),
+                    },
+                ),
+                Some(_) => out.push(RoleId::new(r.get_ref())),
+            }
+        }
+        out
+    };
+    let mut it_identities = Vec::new();
+    for p in &raw.identities.it {
+        let p = p.get_ref();
+        let ok = v.id(&p.id, "identity", &mut seen);
+        let kind = match p.kind.get_ref().as_str() {
+            "person" => Some(ItKind::Person),
+            "vendor" => Some(ItKind::Vendor),
+            _ => {
+                v.invalid(&p.kind, "IT identity kind", "`person` or `vendor`");
+                None
+            }
+        };
+        let roles = check_roles(v, &p.roles, Zone::It, p.id.get_ref());
+        let key = v.public_key(&p.public_key, p.id.get_ref());
+        let expires = match &p.expires {
+            None => None,
+            Some(e) => match DateTime::parse_from_rfc3339(e.get_ref()) {
+                Ok(t) => Some(t.with_timezone(&Utc)),
+                Err(_) => {
+                    v.invalid(
+                        e,
+                        "expires",
+                        "an RFC 3339 instant like `2027-03-31T23:59:59+02:00`",
+                    );
+                    None
+                }
+            },
+        };
+        if let (true, Some(kind), Some(public_key)) = (ok, kind, key) {
+            it_identities.push(ItIdentity {
+                id: IdentityId::new(p.id.get_ref()),
+                kind,
+                name: p.name.clone(),
+                organisation: p.organisation.clone(),
+                roles,
+                public_key,
+                expires,
+            });
+        }
+    }
+    let mut ot_identities = Vec::new();
+    for p in &raw.identities.ot {
+        let p = p.get_ref();
+        let ok = v.id(&p.id, "identity", &mut seen);
+        let kind = match p.kind.get_ref().as_str() {
+            "approver" => Some(OtKind::Approver),
+            "operator" => Some(OtKind::Operator),
+            _ => {
+                v.invalid(&p.kind, "OT identity kind", "`approver` or `operator`");
+                None
+            }
+        };
+        let roles = check_roles(v, &p.roles, Zone::Ot, p.id.get_ref());
+        if let (true, Some(kind)) = (ok, kind) {
+            ot_identities.push(OtIdentity {
+                id: IdentityId::new(p.id.get_ref()),
+                kind,
+                name: p.name.clone(),
+                roles,
+            });
+        }
+    }
+
+    // Schedules.
+    let mut seen = HashMap::new();
+    let mut schedules = Vec::new();
+    for sched in &raw.schedules {
+        let s = sched.get_ref();
+        let ok = v.id(&s.id, "schedule", &mut seen);
+        let tz = match &s.timezone {
+            Some(t) => v.timezone(t),
+            None => timezone,
+        };
+        let name = s.id.get_ref().clone();
+        if s.weekly.is_empty() && s.dates.is_empty() {
+            v.error(
+                &s.id.span(),
+                DiagnosticKind::ImpossibleSchedule {
+                    schedule: name.clone(),
+                    why: "it has no weekly window and no date".into(),
+                },
+            );
+        }
+        let mut weekly = Vec::new();
+        let mut spans = Vec::new();
+        for w in &s.weekly {
+            let raw_w = w.get_ref();
+            let mut days = Vec::new();
+            for d in raw_w.days.get_ref() {
+                match parse_weekday(d.get_ref()) {
+                    Some(day) if !days.contains(&day) => days.push(day),
+                    Some(_) => v.error(
+                        &d.span(),
+                        DiagnosticKind::NotAllowed(format!("day `{}` listed twice", d.get_ref())),
+                    ),
+                    None => v.invalid(
+                        d,
+                        "day",
+                        "`mon`, `tue`, `wed`, `thu`, `fri`, `sat` or `sun`",
+                    ),
+                }
+            }
+            if raw_w.days.get_ref().is_empty() {
+                v.error(
+                    &raw_w.days.span(),
+                    DiagnosticKind::ImpossibleSchedule {
+                        schedule: name.clone(),
+                        why: "a weekly window with no days".into(),
+                    },
+                );
+            }
+            let from = parse_minutes(raw_w.from.get_ref()).filter(|m| *m < MINUTES_PER_DAY);
+            let to = parse_minutes(raw_w.to.get_ref());
+            if from.is_none() {
+                v.invalid(&raw_w.from, "from", "a time `HH:MM` from 00:00 to 23:59");
+            }
+            if to.is_none() {
+                v.invalid(&raw_w.to, "to", "a time `HH:MM` from 00:00 to 24:00");
+            }
+            if let (Some(from), Some(to)) = (from, to) {
+                if from == to % MINUTES_PER_DAY && to != MINUTES_PER_DAY || (from == 0 && to == 0) {
+                    v.error(
+                        &raw_w.from.span(),
+                        DiagnosticKind::ImpossibleSchedule {
+                            schedule: name.clone(),
+                            why: format!(
+                                "window {}-{} is empty",
+                                raw_w.from.get_ref(),
+                                raw_w.to.get_ref()
+                            ),
+                        },
+                    );
+                } else if !days.is_empty() {
+                    let window = WeeklyWindow { days, from, to };
+                    spans.push((
+                        window.clone(),
+                        w.span(),
+                        format!("{}-{}", raw_w.from.get_ref(), raw_w.to.get_ref()),
+                    ));
+                    weekly.push(window);
+                }
+            }
+        }
+        // Overlaps between weekly windows, in minutes of the week (circular).
+        let mut intervals: Vec<(u32, u32, usize)> = Vec::new();
+        for (i, (w, _, _)) in spans.iter().enumerate() {
+            for day in &w.days {
+                let start = day.num_days_from_monday() * 1440 + u32::from(w.from);
+                let end = start + u32::from(w.minutes());
+                let week = 7 * 1440;
+                if end <= week {
+                    intervals.push((start, end, i));
+                } else {
+                    intervals.push((start, week, i));
+                    intervals.push((0, end - week, i));
+                }
+            }
+        }
+        intervals.sort();
+        let mut reported = HashSet::new();
+        for (k, a) in intervals.iter().enumerate() {
+            for b in intervals.iter().skip(k + 1) {
+                if b.0 >= a.1 {
+                    break;
+                }
+                let pair = (a.2.min(b.2), a.2.max(b.2));
+                if reported.insert(pair) {
+                    if let (Some(first), Some(second)) = (spans.get(pair.0), spans.get(pair.1)) {
+                        let (ta, tb) = (first.2.clone(), second.2.clone());
+                        let span = if a.2 == b.2 {
+                            first.1.clone()
+                        } else {
+                            second.1.clone()
+                        };
+                        let (ta, tb) = if a.2 == b.2 {
+                            (ta.clone(), format!("{ta} (on another of its days)"))
+                        } else {
+                            (ta, tb)
+                        };
+                        v.error(
+                            &span,
+                            DiagnosticKind::OverlappingWindows {
+                                schedule: name.clone(),
+                                a: ta,
+                                b: tb,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        let mut dates = Vec::new();
+        for d in &s.dates {
+            let raw_d = d.get_ref();
+            let from = parse_local(raw_d.from.get_ref());
+            let to = parse_local(raw_d.to.get_ref()).map(|(t, date_only)| {
+                // A bare date as the end means the whole of that day.
+                if date_only {
+                    t + chrono::Duration::days(1)
+                } else {
+                    t
+                }
+            });
+            if from.is_none() {
+                v.invalid(
+                    &raw_d.from,
+                    "from",
+                    "a local date-time `YYYY-MM-DDTHH:MM` or a date `YYYY-MM-DD`",
+                );
+            }
+            if to.is_none() {
+                v.invalid(
+                    &raw_d.to,
+                    "to",
+                    "a local date-time `YYYY-MM-DDTHH:MM` or a date `YYYY-MM-DD`",
+                );
+            }
+            if let (Some((from, _)), Some(to)) = (from, to) {
+                if to <= from {
+                    v.error(
+                        &raw_d.to.span(),
+                        DiagnosticKind::ImpossibleSchedule {
+                            schedule: name.clone(),
+                            why: format!(
+                                "date window ends ({}) before it starts ({})",
+                                raw_d.to.get_ref(),
+                                raw_d.from.get_ref()
+                            ),
+                        },
+                    );
+                } else {
+                    if let Some(prev) = dates
+                        .iter()
+                        .find(|p: &&DateWindow| p.from < to && from < p.to)
+                    {
+                        v.error(
+                            &d.span(),
+                            DiagnosticKind::OverlappingWindows {
+                                schedule: name.clone(),
+                                a: format!("{} to {}", prev.from, prev.to),
+                                b: format!("{from} to {to}"),
+                            },
+                        );
+                    }
+                    dates.push(DateWindow { from, to });
+                }
+            }
+        }
+        if let (true, Some(tz)) = (ok, tz) {
+            schedules.push(Schedule {
+                id: ScheduleId::new(s.id.get_ref()),
+                timezone: tz,
+                weekly,
+                dates,
+            });
+        }
+    }
+
+    // Rules.
+    let mut seen = HashMap::new();
+    let mut rules = Vec::new();
+    for rule in &raw.rules {
+        if let Some(r) = build_rule(
+            v,
+            rule,
+            &mut seen,
+            &assets,
+            &segments,
+            &roles,
+            &it_identities,
+            &ot_identities,
+            &schedules,
+        ) {
+            rules.push(r);
+        }
+    }
+
+    // Break-glass.
+    let break_glass = raw.break_glass.as_ref().and_then(|bg| {
+        let b = bg.get_ref();
+        let rule = rules
+            .iter()
+            .find(|r| r.id.as_str() == b.rule.get_ref().as_str());
+        let known = raw
+            .rules
+            .iter()
+            .any(|r| r.get_ref().id.get_ref() == b.rule.get_ref());
+        if rule.is_none() && !known {
+            v.error(
+                &b.rule.span(),
+                DiagnosticKind::UnknownReference {
+                    what: "rule",
+                    id: b.rule.get_ref().clone(),
+                },
+            );
+        }
+        if let Some(r) = rule {
+            if r.mode != GrantMode::Emergency {
+                v.error(
+                    &b.rule.span(),
+                    DiagnosticKind::NotAllowed(format!(
+                        "break-glass rule `{}` must have approval mode `emergency`",
+                        r.id
+                    )),
+                );
+            }
+            if r.targets.tags.is_empty()
+                || !r.targets.assets.is_empty()
+                || !r.targets.segments.is_empty()
+            {
+                v.error(
+                    &b.rule.span(),
+                    DiagnosticKind::NotAllowed(format!(
+                        "break-glass rule `{}` must target assets by tag only",
+                        r.id
+                    )),
+                );
+            }
+        }
+        if b.panels.is_empty() && *b.sealed_codes.get_ref() == 0 {
+            v.error(
+                &bg.span(),
+                DiagnosticKind::NotAllowed(
+                    "break-glass needs at least one panel or one sealed code".into(),
+                ),
+            );
+        }
+        let mut seen = HashMap::new();
+        let mut panels = Vec::new();
+        for p in &b.panels {
+            let p = p.get_ref();
+            let ok = v.id(&p.id, "panel", &mut seen);
+            if let (true, Some(key)) = (ok, v.public_key(&p.public_key, p.id.get_ref())) {
+                panels.push(Panel {
+                    id: PanelId::new(p.id.get_ref()),
+                    public_key: key,
+                });
+            }
+        }
+        let sealed_codes = match u16::try_from(*b.sealed_codes.get_ref()) {
+            Ok(n) if n <= 1000 => Some(n),
+            _ => {
+                v.error(
+                    &b.sealed_codes.span(),
+                    DiagnosticKind::InvalidValue {
+                        field: "sealed_codes",
+                        value: b.sealed_codes.get_ref().to_string(),
+                        expected: "0-1000".into(),
+                    },
+                );
+                None
+            }
+        };
+        let rule = rule?;
+        Some(BreakGlass {
+            rule: rule.id.clone(),
+            panels,
+            tags: rule.targets.tags.clone(),
+            max_duration: rule.max_duration,
+            sealed_codes: sealed_codes?,
+        })
+    });
+
+    let site = Site {
+        id: SiteId::new(site_raw.id.get_ref()),
+        name: site_raw.name.clone(),
+        timezone: timezone?,
+    };
+    let mut policy = Policy {
+        site,
+        segments,
+        assets,
+        roles,
+        it_identities,
+        ot_identities,
+        schedules,
+        rules,
+        break_glass,
+        validity,
+        index: Index::default(),
+        warnings: Vec::new(),
+    };
+    policy.index = Index::build(&policy);
+    Some(policy)
+}
+
+fn zone_name(z: Zone) -> &'static str {
+    match z {
+        Zone::It => "it",
+        Zone::Ot => "ot",
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_rule(
+    v: &mut Validator<'_>,
+    raw: &Spanned<RawRule>,
+    seen: &mut HashMap<String, u32>,
+    assets: &[Asset],
+    segments: &[Segment],
+    roles: &[Role],
+    it: &[ItIdentity],
+    ot: &[OtIdentity],
+    schedules: &[Schedule],
+) -> Option<Rule> {
+    let r = raw.get_ref();
+    let id = r.id.get_ref().clone();
+    let ok_id = v.id(&r.id, "rule", seen);
+    let mut broken = !ok_id;
+
+    // Approval mode first: it decides which zone may request.
+    let approval = r.approval.get_ref();
+    let mode = match approval.mode.get_ref().as_str() {
+        "approvers" => Some(GrantMode::Approvers),
+        "auto" => Some(GrantMode::Auto),
+        "emergency" => Some(GrantMode::Emergency),
+        _ => {
+            v.invalid(
+                &approval.mode,
+                "approval mode",
+                "`approvers`, `auto` or `emergency`",
+            );
+            broken = true;
+            None
+        }
+    };
+    // Requesters: IT roles, or for emergency rules OT roles (operators at the panel).
+    let requester_zone = if mode == Some(GrantMode::Emergency) {
+        Zone::Ot
+    } else {
+        Zone::It
+    };
+    let mut rule_roles = Vec::new();
+    if r.roles.get_ref().is_empty() {
+        v.error(
+            &r.roles.span(),
+            DiagnosticKind::NeverGrants {
+                rule: id.clone(),
+                why: "it names no role".into(),
+            },
+        );
+    }
+    for role in r.roles.get_ref() {
+        match roles
+            .iter()
+            .find(|x| x.id.as_str() == role.get_ref().as_str())
+        {
+            None => v.error(
+                &role.span(),
+                DiagnosticKind::UnknownReference {
+                    what: "role",
+                    id: role.get_ref().clone(),
+                },
+            ),
+            Some(x) if x.zone != requester_zone => v.error(
+                &role.span(),
+                DiagnosticKind::WrongZone {
+                    what: "role",
+                    id: role.get_ref().clone(),
+                    actual: zone_name(x.zone),
+                    expected: zone_name(requester_zone),
+                    context: format!("requesters of rule `{id}`"),
+                },
+            ),
+            Some(x) => rule_roles.push(x.id.clone()),
+        }
+    }
+
+    // Targets.
+    let t = r.targets.get_ref();
+    let mut targets = Targets::default();
+    for a in &t.assets {
+        if assets.iter().any(|x| x.id.as_str() == a.get_ref().as_str()) {
+            targets.assets.push(AssetId::new(a.get_ref()));
+        } else {
+            v.error(
+                &a.span(),
+                DiagnosticKind::UnknownReference {
+                    what: "asset",
+                    id: a.get_ref().clone(),
+                },
+            );
+        }
+    }
+    targets.assets.sort();
+    targets.assets.dedup();
+    for s in &t.segments {
+        if segments
+            .iter()
+            .any(|x| x.id.as_str() == s.get_ref().as_str())
+        {
+            targets.segments.push(SegmentId::new(s.get_ref()));
+        } else {
+            v.error(
+                &s.span(),
+                DiagnosticKind::UnknownReference {
+                    what: "segment",
+                    id: s.get_ref().clone(),
+                },
+            );
+        }
+    }
+    for tag in &t.tags {
+        if assets.iter().any(|x| x.has_tag(tag.get_ref())) {
+            targets.tags.push(tag.get_ref().clone());
+        } else {
+            v.error(
+                &tag.span(),
+                DiagnosticKind::UnknownReference {
+                    what: "tag (no asset carries it)",
+                    id: tag.get_ref().clone(),
+                },
+            );
+        }
+    }
+    if t.assets.is_empty() && t.segments.is_empty() && t.tags.is_empty() {
+        v.error(
+            &r.targets.span(),
+            DiagnosticKind::NeverGrants {
+                rule: id.clone(),
+                why: "it targets no asset, segment or tag".into(),
+            },
+        );
+    }
+    let matched: Vec<&Asset> = assets
+        .iter()
+        .filter(|a| targets.matches(a).is_some())
+        .collect();
+
+    // Operations.
+    let mut operations = Vec::new();
+    if r.operations.get_ref().is_empty() {
+        v.error(
+            &r.operations.span(),
+            DiagnosticKind::NeverGrants {
+                rule: id.clone(),
+                why: "it grants no operation".into(),
+            },
+        );
+    }
+    for op in r.operations.get_ref() {
+        match op.get_ref().parse::<OperationSpec>() {
+            Ok(spec) => {
+                if operations.contains(&spec) {
+                    v.error(
+                        &op.span(),
+                        DiagnosticKind::NotAllowed(format!(
+                            "operation `{}` listed twice",
+                            op.get_ref()
+                        )),
+                    );
+                    continue;
+                }
+                // Each operation must apply to at least one targeted asset.
+                if !matched.is_empty()
+                    && !matched
+                        .iter()
+                        .any(|a| spec.for_protocol(a.protocol).is_some())
+                {
+                    let protocols: Vec<&str> = matched
+                        .iter()
+                        .map(|a| a.protocol.name())
+                        .collect::<HashSet<_>>()
+                        .into_iter()
+                        .collect();
+                    v.error(
+                        &op.span(),
+                        DiagnosticKind::NeverGrants {
+                            rule: id.clone(),
+                            why: format!(
+                                "operation `{}` applies to none of its targets (protocols: {})",
+                                op.get_ref(),
+                                {
+                                    let mut p = protocols;
+                                    p.sort_unstable();
+                                    p.join(", ")
+                                }
+                            ),
+                        },
+                    );
+                }
+                operations.push(spec);
+            }
+            Err(error) => {
+                v.error(
+                    &op.span(),
+                    DiagnosticKind::InvalidOperation {
+                        op: op.get_ref().clone(),
+                        error,
+                    },
+                );
+                broken = true;
+            }
+        }
+    }
+    // Overlapping ranges between two operations of the same class and table.
+    for (i, a) in operations.iter().enumerate() {
+        for b in operations.iter().skip(i + 1) {
+            if let (OperationSpec::Modbus(ma), OperationSpec::Modbus(mb)) = (a, b) {
+                if ma.class == mb.class
+                    && ma.function == mb.function
+                    && ma.table == mb.table
+                    && ma.units == mb.units
+                {
+                    let overlap = ma
+                        .ranges
+                        .iter()
+                        .any(|x| mb.ranges.iter().any(|y| x.overlaps(*y)))
+                        || ma.ranges.is_empty()
+                        || mb.ranges.is_empty();
+                    if overlap {
+                        if let Some(op) = r.operations.get_ref().get(i + 1..).and_then(|rest| {
+                            rest.iter().find(|o| {
+                                o.get_ref().parse::<OperationSpec>().ok().as_ref() == Some(b)
+                            })
+                        }) {
+                            v.error(
+                                &op.span(),
+                                DiagnosticKind::NotAllowed(format!(
+                                    "operation `{b}` overlaps operation `{a}` of the same rule"
+                                )),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Schedules.
+    let mut rule_schedules = Vec::new();
+    for s in &r.schedules {
+        if schedules
+            .iter()
+            .any(|x| x.id.as_str() == s.get_ref().as_str())
+        {
+            rule_schedules.push(ScheduleId::new(s.get_ref()));
+        } else {
+            v.error(
+                &s.span(),
+                DiagnosticKind::UnknownReference {
+                    what: "schedule",
+                    id: s.get_ref().clone(),
+                },
+            );
+        }
+    }
+
+    // Durations.
+    let max_duration = v.duration(&r.max_duration, "max_duration");
+    let on_excess = match r.on_excess.as_ref().map(|s| (s, s.get_ref().as_str())) {
+        None => OnExcess::Clip,
+        Some((_, "clip")) => OnExcess::Clip,
+        Some((_, "refuse")) => OnExcess::Refuse,
+        Some((s, _)) => {
+            v.invalid(s, "on_excess", "`clip` or `refuse`");
+            OnExcess::Clip
+        }
+    };
+    let idle_timeout = match &r.idle_timeout {
+        None => Some(DEFAULT_IDLE_TIMEOUT),
+        Some(s) => v.duration(s, "idle_timeout"),
+    };
+
+    // Approvals.
+    let mut approvals: Vec<RoleCount> = Vec::new();
+    let mut approvers = Vec::new();
+    for a in &approval.approvers {
+        let name = a.get_ref();
+        if it.iter().any(|p| p.id.as_str() == name.as_str()) {
+            v.error(
+                &a.span(),
+                DiagnosticKind::ItIdentityAsApprover { id: name.clone() },
+            );
+        } else if ot.iter().any(|p| p.id.as_str() == name.as_str()) {
+            approvers.push(IdentityId::new(name));
+        } else {
+            v.error(
+                &a.span(),
+                DiagnosticKind::UnknownReference {
+                    what: "identity",
+                    id: name.clone(),
+                },
+            );
+        }
+    }
+    for rc in &approval.require {
+        let rc_raw = rc.get_ref();
+        let role = rc_raw.role.get_ref();
+        let count = match u8::try_from(*rc_raw.count.get_ref()) {
+            Ok(c) if c >= 1 => Some(c),
+            _ => {
+                v.error(
+                    &rc_raw.count.span(),
+                    DiagnosticKind::InvalidValue {
+                        field: "approval count",
+                        value: rc_raw.count.get_ref().to_string(),
+                        expected: "1-255".into(),
+                    },
+                );
+                None
+            }
+        };
+        match roles.iter().find(|x| x.id.as_str() == role.as_str()) {
+            None => v.error(
+                &rc_raw.role.span(),
+                DiagnosticKind::UnknownReference {
+                    what: "role",
+                    id: role.clone(),
+                },
+            ),
+            Some(x) if x.zone != Zone::Ot => {
+                // An IT role as approver role means IT identities would approve.
+                let holder = it
+                    .iter()
+                    .find(|p| p.roles.contains(&x.id))
+                    .map(|p| p.id.to_string());
+                match holder {
+                    Some(h) => v.error(
+                        &rc_raw.role.span(),
+                        DiagnosticKind::ItIdentityAsApprover { id: h },
+                    ),
+                    None => v.error(
+                        &rc_raw.role.span(),
+                        DiagnosticKind::WrongZone {
+                            what: "role",
+                            id: role.clone(),
+                            actual: "it",
+                            expected: "ot",
+                            context: format!("approvals of rule `{id}`"),
+                        },
+                    ),
+                }
+            }
+            Some(x) => {
+                if approvals.iter().any(|a| a.role == x.id) {
+                    v.error(
+                        &rc_raw.role.span(),
+                        DiagnosticKind::NotAllowed(format!("approval role `{role}` listed twice")),
+                    );
+                } else if let Some(count) = count {
+                    // Enough distinct people must exist who can fill the slots.
+                    let pool = ot
+                        .iter()
+                        .filter(|p| p.roles.contains(&x.id))
+                        .filter(|p| approvers.is_empty() || approvers.contains(&p.id))
+                        .count();
+                    if pool < usize::from(count) {
+                        v.error(
+                            &rc_raw.count.span(),
+                            DiagnosticKind::NeverGrants {
+                                rule: id.clone(),
+                                why: format!("it needs {count} `{role}` approvals but only {pool} OT identities can give them"),
+                            },
+                        );
+                    }
+                    approvals.push(RoleCount {
+                        role: x.id.clone(),
+                        count,
+                    });
+                }
+            }
+        }
+    }
+    match mode {
+        Some(GrantMode::Approvers) if approval.require.is_empty() => v.error(
+            &r.approval.span(),
+            DiagnosticKind::Missing {
+                what: format!("`require` for approval mode `approvers` in rule `{id}`"),
+            },
+        ),
+        Some(GrantMode::Auto | GrantMode::Emergency)
+            if !approval.require.is_empty() || !approval.approvers.is_empty() =>
+        {
+            v.error(
+                &approval.mode.span(),
+                DiagnosticKind::NotAllowed(format!(
+                    "rule `{id}`: approval mode `{}` takes no approvers",
+                    approval.mode.get_ref()
+                )),
+            )
+        }
+        _ => {}
+    }
+    let total: usize = approvals.iter().map(|a| usize::from(a.count)).sum();
+    let people: HashSet<&IdentityId> = ot
+        .iter()
+        .filter(|p| approvals.iter().any(|a| p.roles.contains(&a.role)))
+        .filter(|p| approvers.is_empty() || approvers.contains(&p.id))
+        .map(|p| &p.id)
+        .collect();
+    if total > people.len() && approvals.len() > 1 {
+        v.error(
+            &r.approval.span(),
+            DiagnosticKind::NeverGrants {
+                rule: id.clone(),
+                why: format!(
+                    "it needs {total} distinct approvers but only {} OT identities hold the roles",
+                    people.len()
+                ),
+            },
+        );
+    }
+
+    // Requirements.
+    let (mfa, ticket, sources, mfa_span) = match &r.requirements {
+        None => (true, None, Vec::new(), r.id.span()),
+        Some(req) => {
+            let q = req.get_ref();
+            let ticket = q
+                .ticket
+                .as_ref()
+                .and_then(|t| match Regex::new(t.get_ref()) {
+                    Ok(re) => Some(re),
+                    Err(e) => {
+                        v.invalid(
+                            t,
+                            "ticket pattern",
+                            &format!(
+                                "a regular expression ({})",
+                                e.to_string().lines().last().unwrap_or("invalid")
+                            ),
+                        );
+                        None
+                    }
+                });
+            let mut sources = Vec::new();
+            for s in &q.sources {
+                match s.get_ref().parse::<IpNet>() {
+                    Ok(n) => sources.push(n),
+                    Err(_) => match segments
+                        .iter()
+                        .find(|x| x.id.as_str() == s.get_ref().as_str())
+                    {
+                        Some(seg) if seg.zone == Zone::It && !seg.networks.is_empty() => {
+                            sources.extend(seg.networks.iter().copied())
+                        }
+                        Some(_) => v.error(
+                            &s.span(),
+                            DiagnosticKind::NotAllowed(format!(
+                                "source segment `{}` must be an IT segment with networks",
+                                s.get_ref()
+                            )),
+                        ),
+                        None => v.invalid(s, "source", "a CIDR network or an IT segment id"),
+                    },
+                }
+            }
+            let (mfa, span) = match &q.mfa {
+                Some(m) => (*m.get_ref(), m.span()),
+                None => (true, r.id.span()),
+            };
+            (mfa, ticket, sources, span)
+        }
+    };
+    if !mfa && mode != Some(GrantMode::Emergency) {
+        match operations.iter().find(|o| o.is_write()) {
+            Some(op) => v.error(
+                &mfa_span,
+                DiagnosticKind::MfaWaivedForWrite {
+                    rule: id.clone(),
+                    op: op.to_string(),
+                },
+            ),
+            None => v.warn(&mfa_span, DiagnosticKind::MfaWaived { rule: id.clone() }),
+        }
+    }
+
+    // Revoke triggers: opt-in, never on break-glass.
+    let mut revoke_on = Vec::new();
+    for trig in &r.revoke_on {
+        if !REVOKE_TRIGGERS.contains(&trig.get_ref().as_str()) {
+            v.invalid(trig, "revoke_on trigger", &REVOKE_TRIGGERS.join(", "));
+        } else if mode == Some(GrantMode::Emergency) {
+            v.error(
+                &trig.span(),
+                DiagnosticKind::NotAllowed(format!(
+                    "rule `{id}`: break-glass grants are never revoked automatically"
+                )),
+            );
+        } else {
+            revoke_on.push(trig.get_ref().clone());
+        }
+    }
+
+    // A rule whose roles no identity holds can never grant anything.
+    if !rule_roles.is_empty() {
+        let held = match requester_zone {
+            Zone::It => it
+                .iter()
+                .any(|p| p.roles.iter().any(|x| rule_roles.contains(x))),
+            Zone::Ot => ot
+                .iter()
+                .any(|p| p.roles.iter().any(|x| rule_roles.contains(x))),
+        };
+        if !held {
+            v.error(
+                &r.roles.span(),
+                DiagnosticKind::NeverGrants {
+                    rule: id.clone(),
+                    why: "no identity holds any of its roles".into(),
+                },
+            );
+        }
+    }
+
+    if broken {
+        return None;
+    }
+    Some(Rule {
+        id: RuleId::new(id),
+        description: r.description.clone(),
+        roles: rule_roles,
+        targets,
+        operations,
+        schedules: rule_schedules,
+        max_duration: max_duration?,
+        on_excess,
+        idle_timeout: idle_timeout?,
+        end_on_last_disconnect: r.end_on_last_disconnect,
+        mode: mode?,
+        approvals,
+        approvers,
+        requirements: Requirements {
+            mfa,
+            ticket,
+            sources,
+        },
+        revoke_on,
+    })
+}
