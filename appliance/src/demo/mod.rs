@@ -339,6 +339,8 @@ impl Stage {
             };
             policy = policy.replace(&format!("\"{old}\""), &format!("\"{new}\""));
         }
+        // The cell networks and the panels move to loopback /24s with the same third octet.
+        policy = policy.replace("\"10.10.", "\"127.0.");
         Ok(policy)
     }
 
@@ -712,7 +714,7 @@ impl Stage {
         self.narrator
             .act("Act 3: a write that bypassed the appliance");
         let rogue = tokio::net::TcpSocket::new_v4()?;
-        rogue.bind(SocketAddr::from(([127, 0, 0, 66], 0)))?;
+        rogue.bind(SocketAddr::from(([127, 0, 3, 66], 0)))?;
         let stream = rogue.connect(self.plant.line3.address).await?;
         let mut tool = tokio_modbus::client::tcp::attach_slave(stream, Slave(1));
         let wrote = tool.write_single_register(120, 9999).await?;
@@ -720,7 +722,7 @@ impl Stage {
         self.narrator.refused(
             "rogue",
             &format!(
-                "a laptop at 127.0.0.66 plugged into line 3 writes 9999 to holding register 120 directly: {}",
+                "a laptop at 127.0.3.66 plugged into line 3's switch writes 9999 to holding register 120 directly: {}",
                 show_result(&wrote)
             ),
         );

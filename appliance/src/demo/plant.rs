@@ -89,15 +89,16 @@ impl std::fmt::Debug for Plant {
 impl Plant {
     /// Start the PLCs on free loopback ports and the mirror relay in front of line 3's.
     pub async fn start(dir: &Path, clock: PlantClock) -> anyhow::Result<Self> {
-        let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+        // Each cell network gets its own loopback /24, like the sample plant's 10.10.x.0/24.
+        let at = |third: u8, host: u8| SocketAddr::from(([127, 0, third, host], 0));
         let config = PlcConfig::default();
-        let line1 = plc::spawn(any, config.clone())
+        let line1 = plc::spawn(at(1, 11), config.clone())
             .await
             .context("line 1 PLC simulator")?;
-        let line3 = plc::spawn(any, config.clone())
+        let line3 = plc::spawn(at(3, 12), config.clone())
             .await
             .context("line 3 PLC simulator")?;
-        let safety = plc::spawn(any, config)
+        let safety = plc::spawn(at(9, 10), config)
             .await
             .context("safety PLC simulator")?;
         // Something for readers to see: a few live process values.
@@ -117,7 +118,7 @@ impl Plant {
         let mirror_pcap = dir.join("mirror-line3.pcap");
         let writer = CaptureWriter::create(&mirror_pcap).context("mirror port capture")?;
         let mirror = Arc::new(Mutex::new(Some(writer)));
-        let relay = TcpListener::bind(any).await.context("mirror relay")?;
+        let relay = TcpListener::bind(at(3, 11)).await.context("mirror relay")?;
         let relay_addr = relay.local_addr()?;
         tokio::spawn(relay_loop(
             relay,
