@@ -14,13 +14,13 @@ mod journal;
 mod policy;
 mod session;
 
-pub use access::AccessEvent;
+pub use access::{AccessEvent, EndReason, GrantMode, RevokeCause, RoleCount, Submission};
 pub use admin::AdminEvent;
 pub use auth::AuthEvent;
 pub use inspect::InspectEvent;
 pub use journal::{CheckpointReason, JournalEvent};
 pub use policy::PolicyEvent;
-pub use session::SessionEvent;
+pub use session::{ModbusRequestRecord, SessionEndReason, SessionEvent, SessionSubject};
 
 /// One thing that happened, as recorded in the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,639 @@
+//! One broker session: an authenticated client stream on one side, the appliance's own
+//! connection to the PLC on the other, and the grant enforced on every request in between.
+//!
+//! For each request: cut one ADU out of a bounded buffer (`wire::modbus::frame_len`), decode it
+//! strictly, turn it into operations, ask the grant's scope about each, journal the decision,
+//! and only with the journal's receipt forward it or answer the exception itself (01 illegal
+//! function, 02 illegal data address, 03 for malformed requests, 0A for a unit the grant lacks).
+//! Pipelined requests are decided in batches so the journal's group commit pays one fsync per
+//! batch, never per request, and no request is forwarded before its record is durable.
+//!
+//! The loop `select!`s on the grant's cancellation (revocation, grant end, kill, shutdown), the
+//! window's deadline, the idle timeout, the client, and the PLC. At the end a transaction already
+//! forwarded may complete for up to [`CLOSE_GRACE`], then the session closes: well inside the
+//! one second the brief promises.
+//!
+//! Bounds: the client buffer holds at most [`CLIENT_BUFFER`] bytes, the bytes waiting for a slow
+//! client at most [`CLIENT_BACKLOG`] (then the session stops reading, so TCP pushes back), at most
+//! `MAX_IN_FLIGHT` requests wait at the PLC. Bytes that cannot be Modbus TCP framing (a lying
+//! MBAP length, protocol id not 0) end the session: the stream cannot be resynchronised.
+//!
+//! It does not authenticate (the tunnel did) and does not decide grants (the scope is given).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use otgate_policy::modbus::ModbusOp;
+use otgate_policy::{GrantScope, OpVerdict};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::recording::{
+    Decision, ExceptionSource, RecordLine, Recorder, ResponseRecord, TransactionRecord,
+};
+use super::upstream::{Upstream, UpstreamEvent};
+use crate::journal::event::{
+    Event, ModbusRequestRecord, SessionEndReason, SessionEvent, SessionSubject,
+};
+use crate::journal::{Journal, Recorded};
+use crate::wire::modbus::{
+    frame_len, Adu, Exception, ExceptionCode, FrameStatus, FunctionCode, MbapHeader, Request,
+    Response, MAX_ADU_LEN, MBAP_LEN,
+};
+
+/// How long a transaction already forwarded may take to complete once the session must end.
+pub const CLOSE_GRACE: Duration = Duration::from_millis(700);
+/// Bytes buffered from the client: many pipelined frames, and never more.
+pub const CLIENT_BUFFER: usize = 16 * MAX_ADU_LEN;
+/// Response bytes waiting for a client that does not read before the session stops reading it.
+pub const CLIENT_BACKLOG: usize = 16 * MAX_ADU_LEN;
+/// Most requests decided (and journaled) in one batch.
+const MAX_BATCH: usize = 32;
+/// How long the last responses may take to reach the client after the session has ended.
+const FINAL_FLUSH: Duration = Duration::from_millis(200);
+
+/// Everything one session needs; built by the daemon from the active grant.
+#[derive(Debug, Clone)]
+pub struct SessionContext {
+    /// This session's id (also its recording's name).
+    pub session_id: String,
+    /// The grant it runs under.
+    pub grant_id: String,
+    /// The authenticated IT identity.
+    pub identity: String,
+    /// The OT asset.
+    pub asset_id: String,
+    /// The PLC's address.
+    pub upstream: SocketAddr,
+    /// Unit ids the asset answers to; any other is refused with 0A.
+    pub unit_ids: Vec<u8>,
+    /// What the grant allows.
+    pub scope: GrantScope,
+    /// Where every decision goes before it takes effect.
+    pub journal: Journal,
+    /// The directory of session recordings (`DataDir::sessions_dir()`).
+    pub recordings: PathBuf,
+    /// Fires on revocation, grant end, kill or shutdown.
+    pub cancel: CancellationToken,
+    /// The grant's end on the monotonic clock.
+    pub deadline: Instant,
+    /// Close after this long without a byte from the client.
+    pub idle_timeout: Duration,
+    /// How long the PLC may take to answer before the client gets 0B.
+    pub upstream_timeout: Duration,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOutcome {
+    /// Why it ended.
+    pub reason: SessionEndReason,
+    /// Requests forwarded to the PLC.
+    pub forwarded: u64,
+    /// Requests refused by the broker.
+    pub refused: u64,
+}
+
+/// What the session remembers about a forwarded request until its response.
+#[derive(Debug)]
+struct InFlight {
+    client_tid: u16,
+    unit: u8,
+    function: FunctionCode,
+    arrived: Instant,
+    at: DateTime<Utc>,
+    request: ModbusRequestRecord,
+    /// For bit reads, how many bits were asked (the response pads to whole bytes).
+    bits: Option<usize>,
+}
+
+/// A decided request waiting for its journal receipt.
+struct Decided {
+    frame: Vec<u8>,
+    in_flight: InFlight,
+    /// `None` to forward; `Some` to refuse with this exception.
+    refusal: Option<(ExceptionCode, String)>,
+}
+
+/// Run one broker session until the client leaves, the grant ends or is cancelled, or the
+/// session idles out. Journals `SessionStarted` first (and forwards nothing if it cannot) and
+/// `SessionEnded` last; never panics on anything the client or the PLC sends.
+pub async fn run_session<S>(client: S, ctx: SessionContext) -> SessionOutcome
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let subject = SessionSubject {
+        session_id: ctx.session_id.clone(),
+        grant_id: ctx.grant_id.clone(),
+        identity: ctx.identity.clone(),
+        asset_id: ctx.asset_id.clone(),
+    };
+    let started = SessionEvent::SessionStarted {
+        subject: subject.clone(),
+        upstream: ctx.upstream.to_string(),
+    };
+    if let Err(error) = ctx.journal.append(Event::Session(started)).await {
+        tracing::error!(session = %ctx.session_id, %error, "cannot journal the session start");
+        return SessionOutcome {
+            reason: SessionEndReason::JournalUnavailable {
+                detail: error.to_string(),
+            },
+            forwarded: 0,
+            refused: 0,
+        };
+    }
+    let mut recorder = match Recorder::create(&ctx.recordings, &ctx.session_id) {
+        Ok(recorder) => Some(recorder),
+        Err(error) => {
+            tracing::warn!(session = %ctx.session_id, %error, "session will not be recorded");
+            None
+        }
+    };
+    if let Some(recorder) = recorder.as_mut() {
+        recorder.write(&RecordLine::Session {
+            session_id: ctx.session_id.clone(),
+            grant_id: ctx.grant_id.clone(),
+            identity: ctx.identity.clone(),
+            asset_id: ctx.asset_id.clone(),
+            upstream: ctx.upstream.to_string(),
+            started_at: Utc::now(),
+        });
+    }
+    tracing::info!(session = %ctx.session_id, grant = %ctx.grant_id, asset = %ctx.asset_id, "session started");
+
+    let mut session = Session {
+        ctx: &ctx,
+        subject: &subject,
+        recorder: &mut recorder,
+        upstream: Upstream::new(ctx.upstream, ctx.upstream_timeout),
+        out: Vec::with_capacity(CLIENT_BACKLOG + MAX_ADU_LEN),
+        forwarded: 0,
+        refused: 0,
+    };
+    let (mut reader, mut writer) = tokio::io::split(client);
+    let reason = session.run(&mut reader, &mut writer).await;
+    let (forwarded, refused) = (session.forwarded, session.refused);
+
+    // Requests still at the PLC get no answer: record that, then flush what is ready.
+    for in_flight in session.upstream.abandon() {
+        session.record(in_flight, Decision::Forwarded, None, ResponseRecord::None);
+    }
+    let out = std::mem::take(&mut session.out);
+    let _ = tokio::time::timeout(FINAL_FLUSH, async {
+        if !out.is_empty() {
+            writer.write_all(&out).await?;
+        }
+        writer.shutdown().await
+    })
+    .await;
+
+    let ended = SessionEvent::SessionEnded {
+        subject: subject.clone(),
+        reason: reason.clone(),
+        forwarded,
+        refused,
+    };
+    if let Err(error) = ctx.journal.append(Event::Session(ended)).await {
+        tracing::error!(session = %ctx.session_id, %error, "cannot journal the session end");
+    }
+    if let Some(recorder) = recorder.as_mut() {
+        recorder.write(&RecordLine::End {
+            ended_at: Utc::now(),
+            reason: reason.to_string(),
+            forwarded,
+            refused,
+        });
+    }
+    tracing::info!(session = %ctx.session_id, %reason, forwarded, refused, "session ended");
+    SessionOutcome {
+        reason,
+        forwarded,
+        refused,
+    }
+}
+
+struct Session<'a> {
+    ctx: &'a SessionContext,
+    subject: &'a SessionSubject,
+    recorder: &'a mut Option<Recorder>,
+    upstream: Upstream<InFlight>,
+    /// Response bytes not yet written to the client.
+    out: Vec<u8>,
+    forwarded: u64,
+    refused: u64,
+}
+
+/// How the main loop wants to end.
+enum Closing {
+    /// Keep going.
+    Open,
+    /// Let forwarded transactions complete until the instant, then end for the reason.
+    Draining(SessionEndReason, Instant),
+}
+
+impl Session<'_> {
+    async fn run<R, W>(&mut self, reader: &mut R, writer: &mut W) -> SessionEndReason
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let ctx = self.ctx;
+        let mut inbuf: Vec<u8> = Vec::with_capacity(CLIENT_BUFFER);
+        let mut idle_at = Instant::now() + ctx.idle_timeout;
+        let mut closing = Closing::Open;
+        loop {
+            if let Closing::Draining(reason, _) = &closing {
+                if self.upstream.in_flight() == 0 {
+                    return reason.clone();
+                }
+            }
+            let open = matches!(closing, Closing::Open);
+            let may_take = open && self.out.len() < CLIENT_BACKLOG && self.upstream.has_room();
+
+            // Decide what is already buffered before reading more.
+            if may_take {
+                match frame_len(&inbuf) {
+                    FrameStatus::Complete(_) => {
+                        if let Err(reason) = self.take_batch(&mut inbuf).await {
+                            return reason;
+                        }
+                        continue;
+                    }
+                    FrameStatus::Invalid(error) => {
+                        self.refused += 1;
+                        return SessionEndReason::ProtocolViolation {
+                            detail: error.to_string(),
+                        };
+                    }
+                    FrameStatus::NeedMore => {}
+                }
+            }
+            let may_read = may_take && inbuf.len() < CLIENT_BUFFER;
+            let close_by = match &closing {
+                Closing::Draining(_, at) => Some(*at),
+                Closing::Open => None,
+            };
+
+            tokio::select! {
+                biased;
+                () = ctx.cancel.cancelled(), if open => {
+                    closing = Closing::Draining(SessionEndReason::Cancelled, Instant::now() + CLOSE_GRACE);
+                }
+                () = tokio::time::sleep_until(ctx.deadline), if open => {
+                    closing = Closing::Draining(SessionEndReason::WindowEnded, Instant::now() + CLOSE_GRACE);
+                }
+                () = sleep_until_opt(close_by), if close_by.is_some() => {
+                    if let Closing::Draining(reason, _) = closing {
+                        return reason;
+                    }
+                }
+                () = tokio::time::sleep_until(idle_at), if open && self.upstream.in_flight() == 0 => {
+                    return SessionEndReason::IdleTimeout;
+                }
+                written = writer.write(&self.out), if !self.out.is_empty() => match written {
+                    Ok(0) => return SessionEndReason::ClientClosed,
+                    Ok(n) => { self.out.drain(..n.min(self.out.len())); }
+                    Err(error) => return SessionEndReason::ClientError { detail: error.to_string() },
+                },
+                event = self.upstream.next_event() => self.answer(event),
+                read = read_some(reader, &mut inbuf), if may_read => match read {
+                    Ok(0) => return SessionEndReason::ClientClosed,
+                    Ok(_) => idle_at = Instant::now() + ctx.idle_timeout,
+                    Err(error) => return SessionEndReason::ClientError { detail: error.to_string() },
+                },
+            }
+        }
+    }
+
+    /// Decide up to a batch of complete frames from `inbuf`, journal the decisions together,
+    /// then forward or refuse each. `Err` ends the session.
+    async fn take_batch(&mut self, inbuf: &mut Vec<u8>) -> Result<(), SessionEndReason> {
+        let room = crate::broker::modbus::upstream::MAX_IN_FLIGHT
+            .saturating_sub(self.upstream.in_flight())
+            .min(MAX_BATCH);
+        let mut batch: Vec<Decided> = Vec::with_capacity(room);
+        let mut forwards = 0;
+        while batch.len() < MAX_BATCH && forwards < room {
+            let len = match frame_len(inbuf) {
+                FrameStatus::Complete(len) => len,
+                FrameStatus::NeedMore | FrameStatus::Invalid(_) => break,
+            };
+            let frame: Vec<u8> = inbuf.drain(..len).collect();
+            let decided = self.decide(frame);
+            if decided.refusal.is_none() {
+                forwards += 1;
+            }
+            batch.push(decided);
+        }
+        let events: Vec<Event> = batch.iter().map(|d| self.event_for(d)).collect();
+        let receipts =
+            futures::future::join_all(events.into_iter().map(|e| self.ctx.journal.append(e))).await;
+        let mut journal_failure = None;
+        for (decided, receipt) in batch.into_iter().zip(receipts) {
+            match receipt {
+                Ok(receipt) => self.act(decided, &receipt).await,
+                Err(error) => {
+                    // Not journaled means not decided: never forward; tell the client the
+                    // appliance failed, and end the session.
+                    self.refused += 1;
+                    let detail = error.to_string();
+                    self.send_exception(&decided.in_flight, ExceptionCode::SERVER_DEVICE_FAILURE);
+                    self.record(
+                        decided.in_flight,
+                        Decision::Refused,
+                        Some(format!("journal unavailable: {detail}")),
+                        ResponseRecord::Exception {
+                            code: ExceptionCode::SERVER_DEVICE_FAILURE.0,
+                            source: ExceptionSource::Broker,
+                        },
+                    );
+                    journal_failure.get_or_insert(detail);
+                }
+            }
+        }
+        match journal_failure {
+            Some(detail) => Err(SessionEndReason::JournalUnavailable { detail }),
+            None => Ok(()),
+        }
+    }
+
+    /// Decode and check one complete frame against the grant.
+    fn decide(&self, frame: Vec<u8>) -> Decided {
+        let ctx = self.ctx;
+        let now = Instant::now();
+        let at = Utc::now();
+        let header = frame.first_chunk::<MBAP_LEN>().map(MbapHeader::parse);
+        let (client_tid, unit) = header
+            .map(|h| (h.transaction_id, h.unit_id))
+            .unwrap_or((0, 0));
+        let function = FunctionCode(frame.get(MBAP_LEN).copied().unwrap_or(0));
+        let mut in_flight = InFlight {
+            client_tid,
+            unit,
+            function,
+            arrived: now,
+            at,
+            request: ModbusRequestRecord {
+                transaction_id: client_tid,
+                unit,
+                function: function.0,
+                ops: Vec::new(),
+                values: Vec::new(),
+            },
+            bits: None,
+        };
+        let refuse = |in_flight, code: ExceptionCode, reason: String| Decided {
+            frame: Vec::new(),
+            in_flight,
+            refusal: Some((code, reason)),
+        };
+        let adu = match Adu::new_checked(&frame) {
+            Ok(adu) => adu,
+            Err(error) => {
+                let code = ExceptionCode::from(error);
+                return refuse(in_flight, code, format!("malformed frame: {error}"));
+            }
+        };
+        let request = match Request::parse(adu.pdu()) {
+            Ok(request) => request,
+            Err(error) => {
+                let code = ExceptionCode::from(error);
+                return refuse(in_flight, code, format!("malformed request: {error}"));
+            }
+        };
+        let ops = request.ops(unit);
+        in_flight.request.ops = ops.iter().copied().collect();
+        in_flight.request.values = values_written(&request);
+        in_flight.bits = bits_asked(&request);
+        if !ctx.unit_ids.contains(&unit) {
+            let reason = format!(
+                "unit {unit} is not one of the asset's units {:?}",
+                ctx.unit_ids
+            );
+            return refuse(in_flight, ExceptionCode::GATEWAY_PATH_UNAVAILABLE, reason);
+        }
+        if ops.is_empty() {
+            return refuse(
+                in_flight,
+                ExceptionCode::ILLEGAL_FUNCTION,
+                format!("function {} names no operation", function.0),
+            );
+        }
+        for op in &ops {
+            if let Some((code, reason)) = check(&ctx.scope, &ctx.asset_id, op) {
+                return refuse(in_flight, code, reason);
+            }
+        }
+        Decided {
+            frame,
+            in_flight,
+            refusal: None,
+        }
+    }
+
+    fn event_for(&self, decided: &Decided) -> Event {
+        let subject = self.subject.clone();
+        let request = decided.in_flight.request.clone();
+        Event::Session(match &decided.refusal {
+            None => SessionEvent::OperationForwarded { subject, request },
+            Some((code, reason)) => SessionEvent::OperationRefused {
+                subject,
+                request,
+                exception: code.0,
+                reason: reason.clone(),
+            },
+        })
+    }
+
+    /// Carry out a journaled decision.
+    async fn act(&mut self, decided: Decided, receipt: &Recorded) {
+        match decided.refusal {
+            Some((code, reason)) => {
+                self.refused += 1;
+                self.send_exception(&decided.in_flight, code);
+                let response = ResponseRecord::Exception {
+                    code: code.0,
+                    source: ExceptionSource::Broker,
+                };
+                self.record(decided.in_flight, Decision::Refused, Some(reason), response);
+            }
+            None => {
+                self.forwarded += 1;
+                let forwarding = self
+                    .upstream
+                    .forward(&decided.frame, decided.in_flight, receipt);
+                let result = tokio::select! {
+                    biased;
+                    result = forwarding => result,
+                    // A PLC that does not accept the connection must not hold a cancelled session.
+                    () = self.ctx.cancel.cancelled() => Ok(()),
+                };
+                if let Err(event) = result {
+                    self.answer(event);
+                }
+            }
+        }
+    }
+
+    /// Pass a response (or a gateway exception) back to the client and record the transaction.
+    fn answer(&mut self, event: UpstreamEvent<InFlight>) {
+        match event {
+            UpstreamEvent::Answered { meta, pdu } => {
+                let response = match Response::parse(meta.function, &pdu) {
+                    Ok(Response::Exception(e)) => ResponseRecord::Exception {
+                        code: e.code.0,
+                        source: ExceptionSource::Plc,
+                    },
+                    Ok(response) => ResponseRecord::Ok {
+                        values: values_read(&response, meta.bits),
+                    },
+                    Err(_) => ResponseRecord::Ok { values: Vec::new() },
+                };
+                let header = MbapHeader::for_pdu(meta.client_tid, meta.unit, pdu.len());
+                if let Ok(header) = header {
+                    self.out.extend_from_slice(&header.emit());
+                    self.out.extend_from_slice(&pdu);
+                }
+                self.record(meta, Decision::Forwarded, None, response);
+            }
+            UpstreamEvent::Failed {
+                meta,
+                exception,
+                detail,
+            } => {
+                tracing::debug!(session = %self.ctx.session_id, %detail, %exception, "answering for the PLC");
+                self.send_exception(&meta, exception);
+                let response = ResponseRecord::Exception {
+                    code: exception.0,
+                    source: ExceptionSource::Broker,
+                };
+                self.record(meta, Decision::Forwarded, Some(detail), response);
+            }
+        }
+    }
+
+    fn send_exception(&mut self, in_flight: &InFlight, code: ExceptionCode) {
+        let adu =
+            Exception::new(in_flight.function, code).adu(in_flight.client_tid, in_flight.unit);
+        self.out.extend_from_slice(&adu);
+    }
+
+    fn record(
+        &mut self,
+        in_flight: InFlight,
+        decision: Decision,
+        reason: Option<String>,
+        response: ResponseRecord,
+    ) {
+        let Some(recorder) = self.recorder.as_mut() else {
+            return;
+        };
+        let latency = in_flight.arrived.elapsed();
+        recorder.write(&RecordLine::Transaction(TransactionRecord {
+            at: in_flight.at,
+            transaction_id: in_flight.client_tid,
+            unit: in_flight.unit,
+            function: in_flight.function.0,
+            ops: in_flight.request.ops,
+            values_written: in_flight.request.values,
+            decision,
+            reason,
+            response,
+            latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+        }));
+    }
+}
+
+/// Ask the scope about one op; `Some` is a refusal with its exception and reason.
+fn check(scope: &GrantScope, asset: &str, op: &ModbusOp) -> Option<(ExceptionCode, String)> {
+    match scope.check_modbus(asset, op) {
+        OpVerdict::Allow => None,
+        OpVerdict::Refuse { reason, refusal } => {
+            Some((ExceptionCode(refusal.exception_code()), reason.to_string()))
+        }
+    }
+}
+
+/// Read once into the spare room of `buf` (never past [`CLIENT_BUFFER`]). Cancel-safe.
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    let room = CLIENT_BUFFER.saturating_sub(buf.len());
+    let mut chunk = [0u8; CLIENT_BUFFER];
+    let chunk = chunk.get_mut(..room).unwrap_or_default();
+    let n = reader.read(chunk).await?;
+    buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    Ok(n)
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn registers(bytes: &[u8]) -> Vec<u16> {
+    bytes
+        .chunks_exact(2)
+        .map(|w| match *w {
+            [hi, lo] => u16::from_be_bytes([hi, lo]),
+            _ => 0,
+        })
+        .collect()
+}
+
+fn bits(bytes: &[u8], count: usize) -> Vec<u16> {
+    (0..count.min(bytes.len() * 8))
+        .map(|i| {
+            bytes
+                .get(i / 8)
+                .map_or(0, |b| u16::from((b >> (i % 8)) & 1))
+        })
+        .collect()
+}
+
+/// The values a request writes: registers, coils as 0/1, FC 22's masks.
+fn values_written(request: &Request<'_>) -> Vec<u16> {
+    match *request {
+        Request::WriteSingleCoil { on, .. } => vec![u16::from(on)],
+        Request::WriteSingleRegister { value, .. } => vec![value],
+        Request::WriteMultipleCoils {
+            quantity, values, ..
+        } => bits(values, usize::from(quantity)),
+        Request::WriteMultipleRegisters { values, .. }
+        | Request::ReadWriteMultipleRegisters { values, .. } => registers(values),
+        Request::MaskWriteRegister {
+            and_mask, or_mask, ..
+        } => vec![and_mask, or_mask],
+        _ => Vec::new(),
+    }
+}
+
+/// How many bits a bit read asks for.
+fn bits_asked(request: &Request<'_>) -> Option<usize> {
+    match *request {
+        Request::ReadCoils { quantity, .. } | Request::ReadDiscreteInputs { quantity, .. } => {
+            Some(usize::from(quantity))
+        }
+        _ => None,
+    }
+}
+
+/// The values a response carries: registers, or bits as 0/1.
+fn values_read(response: &Response<'_>, bits_asked: Option<usize>) -> Vec<u16> {
+    match *response {
+        Response::ReadHoldingRegisters { values }
+        | Response::ReadInputRegisters { values }
+        | Response::ReadWriteMultipleRegisters { values }
+        | Response::ReadFifoQueue { values } => registers(values),
+        Response::ReadCoils { values } | Response::ReadDiscreteInputs { values } => {
+            bits(values, bits_asked.unwrap_or(values.len() * 8))
+        }
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,439 @@
+//! The asset inventory learned passively: every host seen speaking Modbus or DNP3, with its
+//! addresses (IP, MACs, DNP3 link addresses), roles (master or outstation per protocol), unit
+//! ids, function codes and address ranges used, peers, and first and last seen.
+//!
+//! What it does not do: judge (that is `alerts`), or read the wire. It is persisted as JSON at
+//! `DataDir::inventory_file()` and merged with what a new run learns; it can be rebuilt by
+//! re-reading captures. Guarantees: bounded per asset (range sets merge beyond
+//! [`RangeSet::MAX_RANGES`] entries; peers beyond [`MAX_PEERS`] are counted, not listed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use otgate_policy::modbus::{Access, AddressRange, Table};
+use serde::{Deserialize, Serialize};
+
+use super::event::{instant, mac_string, Direction, Dnp3Fragment, Endpoints, ModbusPdu, Protocol};
+
+/// The most peers listed per asset.
+pub const MAX_PEERS: usize = 256;
+
+/// A set of address ranges, merged and sorted; bounded by merging the closest neighbours.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RangeSet(Vec<AddressRange>);
+
+impl RangeSet {
+    /// The most ranges kept; beyond it the two closest ranges merge.
+    pub const MAX_RANGES: usize = 64;
+
+    /// An empty set.
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    /// The ranges, sorted and disjoint.
+    pub fn ranges(&self) -> &[AddressRange] {
+        &self.0
+    }
+
+    /// Whether `r` lies wholly inside one range of the set.
+    pub fn covers(&self, r: AddressRange) -> bool {
+        self.0.iter().any(|have| have.contains_range(r))
+    }
+
+    /// Add `r`, merging overlapping and adjacent ranges.
+    pub fn insert(&mut self, r: AddressRange) {
+        if self.covers(r) {
+            return;
+        }
+        let mut first = r.first();
+        let mut last = r.last();
+        self.0.retain(|have| {
+            let touches = u32::from(have.first()) <= u32::from(last) + 1
+                && u32::from(first) <= u32::from(have.last()) + 1;
+            if touches {
+                first = first.min(have.first());
+                last = last.max(have.last());
+            }
+            !touches
+        });
+        let merged = AddressRange::new(first, last).unwrap_or(r);
+        let at = self.0.partition_point(|have| have.first() < merged.first());
+        self.0.insert(at, merged);
+        if self.0.len() > Self::MAX_RANGES {
+            self.merge_closest();
+        }
+    }
+
+    fn merge_closest(&mut self) {
+        let closest = self
+            .0
+            .windows(2)
+            .enumerate()
+            .filter_map(|(i, w)| match w {
+                [a, b] => Some((u32::from(b.first()) - u32::from(a.last()), i)),
+                _ => None,
+            })
+            .min();
+        if let Some((_, i)) = closest {
+            if let (Some(a), Some(b)) = (self.0.get(i).copied(), self.0.get(i + 1).copied()) {
+                if let Ok(m) = AddressRange::new(a.first(), b.last()) {
+                    self.0.splice(i..=i + 1, [m]);
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for RangeSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, ",")?;
+            }
+            write!(f, "{r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a host does in a protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A Modbus client.
+    ModbusMaster,
+    /// A Modbus server (PLC, gateway).
+    ModbusOutstation,
+    /// A DNP3 master.
+    Dnp3Master,
+    /// A DNP3 outstation.
+    Dnp3Outstation,
+}
+
+/// One host, as passive inspection knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Asset {
+    /// Its IP address.
+    pub address: IpAddr,
+    /// MAC addresses seen as its source address.
+    #[serde(default)]
+    pub macs: BTreeSet<String>,
+    /// Roles seen.
+    #[serde(default)]
+    pub roles: BTreeSet<Role>,
+    /// Protocols seen.
+    #[serde(default)]
+    pub protocols: BTreeSet<Protocol>,
+    /// Server ports it answers on.
+    #[serde(default)]
+    pub ports: BTreeSet<u16>,
+    /// Modbus unit ids addressed on it (outstation) or by it (master).
+    #[serde(default)]
+    pub unit_ids: BTreeSet<u8>,
+    /// DNP3 link addresses it used.
+    #[serde(default)]
+    pub dnp3_addresses: BTreeSet<u16>,
+    /// Modbus function codes used with it.
+    #[serde(default)]
+    pub modbus_functions: BTreeSet<u8>,
+    /// DNP3 application function codes used with it.
+    #[serde(default)]
+    pub dnp3_functions: BTreeSet<u8>,
+    /// Address ranges read and written, keyed `table:read` / `table:write`.
+    #[serde(default)]
+    pub ranges: BTreeMap<String, RangeSet>,
+    /// Hosts it talked with.
+    #[serde(default)]
+    pub peers: BTreeSet<IpAddr>,
+    /// Messages seen from or to it.
+    #[serde(default)]
+    pub messages: u64,
+    /// First seen (capture time).
+    pub first_seen: DateTime<Utc>,
+    /// Last seen (capture time).
+    pub last_seen: DateTime<Utc>,
+}
+
+impl Asset {
+    fn new(address: IpAddr, at: DateTime<Utc>) -> Self {
+        Self {
+            address,
+            macs: BTreeSet::new(),
+            roles: BTreeSet::new(),
+            protocols: BTreeSet::new(),
+            ports: BTreeSet::new(),
+            unit_ids: BTreeSet::new(),
+            dnp3_addresses: BTreeSet::new(),
+            modbus_functions: BTreeSet::new(),
+            dnp3_functions: BTreeSet::new(),
+            ranges: BTreeMap::new(),
+            peers: BTreeSet::new(),
+            messages: 0,
+            first_seen: at,
+            last_seen: at,
+        }
+    }
+
+    fn touch(&mut self, at: DateTime<Utc>, peer: IpAddr, mac: Option<[u8; 6]>) {
+        self.messages += 1;
+        if at < self.first_seen {
+            self.first_seen = at;
+        }
+        if at > self.last_seen {
+            self.last_seen = at;
+        }
+        if self.peers.len() < MAX_PEERS && !self.peers.contains(&peer) {
+            self.peers.insert(peer);
+        }
+        if let Some(mac) = mac {
+            if self.macs.len() < 16 {
+                let text = mac_string(mac);
+                if !self.macs.contains(&text) {
+                    self.macs.insert(text);
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Asset) {
+        self.macs.extend(other.macs);
+        self.roles.extend(other.roles);
+        self.protocols.extend(other.protocols);
+        self.ports.extend(other.ports);
+        self.unit_ids.extend(other.unit_ids);
+        self.dnp3_addresses.extend(other.dnp3_addresses);
+        self.modbus_functions.extend(other.modbus_functions);
+        self.dnp3_functions.extend(other.dnp3_functions);
+        for (k, set) in other.ranges {
+            let mine = self.ranges.entry(k).or_default();
+            for r in set.ranges() {
+                mine.insert(*r);
+            }
+        }
+        for p in other.peers {
+            if self.peers.len() < MAX_PEERS {
+                self.peers.insert(p);
+            }
+        }
+        self.messages += other.messages;
+        self.first_seen = self.first_seen.min(other.first_seen);
+        self.last_seen = self.last_seen.max(other.last_seen);
+    }
+}
+
+/// Why the inventory file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InventoryError {
+    /// Reading or writing the file failed.
+    #[error("inventory {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not an inventory.
+    #[error("inventory {path}: not valid inventory JSON: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: serde_json::Error,
+    },
+}
+
+/// The inventory: assets by IP address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// Every asset seen.
+    pub assets: BTreeMap<IpAddr, Asset>,
+}
+
+fn table_key(table: Table, access: Access) -> String {
+    let t = match table {
+        Table::Coils => "coils",
+        Table::DiscreteInputs => "discrete-inputs",
+        Table::HoldingRegisters => "holding-registers",
+        Table::InputRegisters => "input-registers",
+        Table::FileRecords => "file-records",
+        Table::FifoQueue => "fifo-queue",
+    };
+    let a = match access {
+        Access::Read => "read",
+        Access::Write => "write",
+    };
+    format!("{t}:{a}")
+}
+
+impl Inventory {
+    /// An empty inventory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn pair(&mut self, at: &Endpoints) -> (DateTime<Utc>, &mut Asset, IpAddr) {
+        let time = instant(at.ts);
+        let src = self
+            .assets
+            .entry(at.src.ip())
+            .or_insert_with(|| Asset::new(at.src.ip(), time));
+        src.touch(time, at.dst.ip(), at.src_mac);
+        let dst = self
+            .assets
+            .entry(at.dst.ip())
+            .or_insert_with(|| Asset::new(at.dst.ip(), time));
+        dst.touch(time, at.src.ip(), None);
+        (time, dst, at.src.ip())
+    }
+
+    /// Learn from one Modbus PDU.
+    pub fn observe_modbus(&mut self, at: &Endpoints, pdu: &ModbusPdu<'_>) {
+        let (master, outstation, server_port) = match pdu.direction {
+            Direction::Request => (at.src.ip(), at.dst.ip(), at.dst.port()),
+            Direction::Response => (at.dst.ip(), at.src.ip(), at.src.port()),
+        };
+        let _ = self.pair(at);
+        for (ip, role) in [
+            (master, Role::ModbusMaster),
+            (outstation, Role::ModbusOutstation),
+        ] {
+            if let Some(a) = self.assets.get_mut(&ip) {
+                a.roles.insert(role);
+                a.protocols.insert(Protocol::Modbus);
+                a.unit_ids.insert(pdu.unit);
+                a.modbus_functions.insert(pdu.function_code);
+                if role == Role::ModbusOutstation {
+                    a.ports.insert(server_port);
+                    if pdu.direction == Direction::Request {
+                        if let (Some(table), Some(r)) = (pdu.table, pdu.read_range) {
+                            a.ranges
+                                .entry(table_key(table, Access::Read))
+                                .or_default()
+                                .insert(r);
+                        }
+                        if let (Some(table), Some(r)) = (pdu.table, pdu.write_range) {
+                            a.ranges
+                                .entry(table_key(table, Access::Write))
+                                .or_default()
+                                .insert(r);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Learn from one DNP3 application fragment.
+    pub fn observe_dnp3(&mut self, at: &Endpoints, f: &Dnp3Fragment) {
+        let (master, outstation) = match f.direction {
+            Direction::Request => (at.src.ip(), at.dst.ip()),
+            Direction::Response => (at.dst.ip(), at.src.ip()),
+        };
+        let server_port = if f.direction == Direction::Request {
+            at.dst.port()
+        } else {
+            at.src.port()
+        };
+        let _ = self.pair(at);
+        if let Some(a) = self.assets.get_mut(&at.src.ip()) {
+            a.dnp3_addresses.insert(f.link_src);
+        }
+        if let Some(a) = self.assets.get_mut(&at.dst.ip()) {
+            if f.link_dst < 0xFFF0 {
+                a.dnp3_addresses.insert(f.link_dst);
+            }
+        }
+        for (ip, role) in [
+            (master, Role::Dnp3Master),
+            (outstation, Role::Dnp3Outstation),
+        ] {
+            if let Some(a) = self.assets.get_mut(&ip) {
+                a.roles.insert(role);
+                a.protocols.insert(Protocol::Dnp3);
+                a.dnp3_functions.insert(f.function_code);
+                if role == Role::Dnp3Outstation {
+                    a.ports.insert(server_port);
+                }
+            }
+        }
+    }
+
+    /// Merge what another inventory learned into this one.
+    pub fn merge(&mut self, other: Inventory) {
+        for (ip, asset) in other.assets {
+            match self.assets.get_mut(&ip) {
+                Some(mine) => mine.merge(asset),
+                None => {
+                    self.assets.insert(ip, asset);
+                }
+            }
+        }
+    }
+
+    /// Read an inventory file; an absent file is an empty inventory.
+    pub fn load(path: &Path) -> Result<Self, InventoryError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::new()),
+            Err(source) => {
+                return Err(InventoryError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        serde_json::from_str(&text).map_err(|source| InventoryError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Write the inventory atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), InventoryError> {
+        let io = |source| InventoryError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let text = serde_json::to_string_pretty(self).map_err(|source| InventoryError::Parse {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(a: u16, b: u16) -> AddressRange {
+        AddressRange::new(a, b).unwrap()
+    }
+
+    #[test]
+    fn range_sets_merge_and_stay_bounded() {
+        let mut s = RangeSet::new();
+        s.insert(r(10, 19));
+        s.insert(r(20, 29));
+        s.insert(r(40, 49));
+        s.insert(r(15, 22));
+        assert_eq!(s.ranges(), &[r(10, 29), r(40, 49)]);
+        assert!(s.covers(r(12, 28)));
+        assert!(!s.covers(r(25, 45)));
+        for i in 0..1000u16 {
+            s.insert(AddressRange::single(i * 60));
+        }
+        assert!(s.ranges().len() <= RangeSet::MAX_RANGES);
+        assert!(s.ranges().windows(2).all(|w| w[0].last() < w[1].first()));
+    }
+}
