@@ -472,8 +472,12 @@ impl DenyReason {
     }
 }
 
-fn human(d: Duration) -> humantime::FormattedDuration {
-    humantime::format_duration(d)
+fn ts(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn human(d: Duration) -> String {
+    crate::duration_serde::format(d)
 }
 
 impl fmt::Display for DenyReason {
@@ -486,10 +490,10 @@ impl fmt::Display for DenyReason {
                 write!(f, "`{who}` is an OT identity: OT identities approve requests and reach assets only through break-glass")
             }
             DenyReason::AccountExpired { who, expired } => {
-                write!(f, "the account `{who}` expired at {}", expired.to_rfc3339())
+                write!(f, "the account `{who}` expired at {}", ts(expired))
             }
             DenyReason::UnknownAsset { target } => write!(f, "`{target}` is not an asset in this policy"),
-            DenyReason::WindowOver { end } => write!(f, "the requested window ended at {}", end.to_rfc3339()),
+            DenyReason::WindowOver { end } => write!(f, "the requested window ended at {}", ts(end)),
             DenyReason::NoRule { who, roles, target } => {
                 let roles: Vec<&str> = roles.iter().map(RoleId::as_str).collect();
                 write!(f, "no rule lets `{who}` (roles: {}) reach `{target}`", roles.join(", "))
@@ -502,9 +506,9 @@ impl fmt::Display for DenyReason {
             }
             DenyReason::OutsideSchedule { rule, at, schedules, next_window } => {
                 let names: Vec<&str> = schedules.iter().map(ScheduleId::as_str).collect();
-                write!(f, "{} is outside the schedule of rule `{rule}` ({})", at.to_rfc3339(), names.join(", "))?;
+                write!(f, "{} is outside the schedule of rule `{rule}` ({})", ts(at), names.join(", "))?;
                 if let Some(next) = next_window {
-                    write!(f, "; the next window opens at {}", next.to_rfc3339())?;
+                    write!(f, "; the next window opens at {}", ts(next))?;
                 }
                 Ok(())
             }
@@ -536,7 +540,7 @@ impl fmt::Display for Clip {
                 write!(
                     f,
                     "the requested start {} is past; the grant starts now",
-                    requested.to_rfc3339()
+                    ts(requested)
                 )
             }
             Clip::MaxDuration { requested, max } => {
@@ -551,17 +555,11 @@ impl fmt::Display for Clip {
                 schedule,
                 window_end,
             } => {
-                write!(
-                    f,
-                    "ends with the `{schedule}` window at {}",
-                    window_end.to_rfc3339()
-                )
+                write!(f, "ends with the `{schedule}` window at {}", ts(window_end))
             }
-            Clip::AccountExpiry { expires } => write!(
-                f,
-                "ends when the account expires at {}",
-                expires.to_rfc3339()
-            ),
+            Clip::AccountExpiry { expires } => {
+                write!(f, "ends when the account expires at {}", ts(expires))
+            }
             Clip::Operation { requested, granted } => {
                 let granted: Vec<String> = granted.iter().map(ToString::to_string).collect();
                 write!(
@@ -612,8 +610,8 @@ impl fmt::Display for Decision {
         writeln!(
             f,
             "  window: {} to {}",
-            grantable.start.to_rfc3339(),
-            grantable.end.to_rfc3339()
+            ts(&grantable.start),
+            ts(&grantable.end)
         )?;
         write!(f, "  idle timeout: {}", human(grantable.idle_timeout))?;
         if grantable.end_on_last_disconnect {
