@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 //! The Modbus broker against a direct connection to the same PLC simulator, in one run.
 //!
 //! - Latency: one client, sequential FC 3 reads of 10 registers; median and p99, direct and
@@ -38,9 +43,19 @@ struct Sizes {
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let sizes = if full {
-        Sizes { latency_tx: 5000, throughput_clients: 16, throughput_tx_per_client: 1000, sessions: 1000 }
+        Sizes {
+            latency_tx: 5000,
+            throughput_clients: 16,
+            throughput_tx_per_client: 1000,
+            sessions: 1000,
+        }
     } else {
-        Sizes { latency_tx: 50, throughput_clients: 4, throughput_tx_per_client: 20, sessions: 20 }
+        Sizes {
+            latency_tx: 50,
+            throughput_clients: 4,
+            throughput_tx_per_client: 20,
+            sessions: 20,
+        }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -67,7 +82,9 @@ async fn start_broker(plc: SocketAddr, journal_root: &Path, tls: bool) -> Broker
     let recordings = dir.path().join("sessions");
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert: CertificateDer<'static> = certified.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -88,7 +105,9 @@ async fn start_broker(plc: SocketAddr, journal_root: &Path, tls: bool) -> Broker
     tokio::spawn(async move {
         let mut n = 0u64;
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let _ = stream.set_nodelay(true);
             n += 1;
             let ctx = SessionContext {
@@ -118,7 +137,11 @@ async fn start_broker(plc: SocketAddr, journal_root: &Path, tls: bool) -> Broker
             });
         }
     });
-    Broker { addr, connector: TlsConnector::from(Arc::new(client)), _dir: dir }
+    Broker {
+        addr,
+        connector: TlsConnector::from(Arc::new(client)),
+        _dir: dir,
+    }
 }
 
 /// A connected Modbus client: direct to the PLC, or through the broker (TLS or plain).
@@ -202,18 +225,26 @@ fn us(d: Duration) -> f64 {
 }
 
 async fn run(sizes: Sizes) {
-    let plc = plc::spawn("127.0.0.1:0".parse().unwrap(), PlcConfig::default()).await.unwrap();
+    let plc = plc::spawn("127.0.0.1:0".parse().unwrap(), PlcConfig::default())
+        .await
+        .unwrap();
     let disk_root = std::env::temp_dir();
     let shm = Path::new("/dev/shm");
     let tls_disk = start_broker(plc.local_addr(), &disk_root, true).await;
     let plain_disk = start_broker(plc.local_addr(), &disk_root, false).await;
-    let tls_shm = if shm.is_dir() { Some(start_broker(plc.local_addr(), shm, true).await) } else { None };
+    let tls_shm = if shm.is_dir() {
+        Some(start_broker(plc.local_addr(), shm, true).await)
+    } else {
+        None
+    };
 
     let direct_target = Target::Direct(plc.local_addr());
     let tls_target = Target::Broker(&tls_disk, true);
     let plain_target = Target::Broker(&plain_disk, false);
 
-    println!("broker bench: FC 3 read of 10 registers, loopback, simulator PLC, journal fsync per batch");
+    println!(
+        "broker bench: FC 3 read of 10 registers, loopback, simulator PLC, journal fsync per batch"
+    );
     let direct = latencies(&direct_target, sizes.latency_tx).await;
     let tls = latencies(&tls_target, sizes.latency_tx).await;
     let plain = latencies(&plain_target, sizes.latency_tx).await;
@@ -226,7 +257,11 @@ async fn run(sizes: Sizes) {
         us(percentile(&direct, 0.5)),
         us(percentile(&direct, 0.99))
     );
-    for (name, lat) in [("broker tls  ", Some(&tls)), ("broker plain", Some(&plain)), ("broker tls, journal on tmpfs", shm_lat.as_ref())] {
+    for (name, lat) in [
+        ("broker tls  ", Some(&tls)),
+        ("broker plain", Some(&plain)),
+        ("broker tls, journal on tmpfs", shm_lat.as_ref()),
+    ] {
         let Some(lat) = lat else { continue };
         println!(
             "latency  {name}    median {:>8.1} us  p99 {:>8.1} us  added median {:>8.1} us  added p99 {:>8.1} us",
@@ -237,8 +272,18 @@ async fn run(sizes: Sizes) {
         );
     }
 
-    let direct_tps = throughput(&direct_target, sizes.throughput_clients, sizes.throughput_tx_per_client).await;
-    let tls_tps = throughput(&tls_target, sizes.throughput_clients, sizes.throughput_tx_per_client).await;
+    let direct_tps = throughput(
+        &direct_target,
+        sizes.throughput_clients,
+        sizes.throughput_tx_per_client,
+    )
+    .await;
+    let tls_tps = throughput(
+        &tls_target,
+        sizes.throughput_clients,
+        sizes.throughput_tx_per_client,
+    )
+    .await;
     println!(
         "throughput {} clients  direct {:>9.0} tx/s  broker tls {:>9.0} tx/s  ratio {:.2}",
         sizes.throughput_clients,
@@ -247,7 +292,12 @@ async fn run(sizes: Sizes) {
         tls_tps / direct_tps
     );
     if let Some(b) = &tls_shm {
-        let shm_tps = throughput(&Target::Broker(b, true), sizes.throughput_clients, sizes.throughput_tx_per_client).await;
+        let shm_tps = throughput(
+            &Target::Broker(b, true),
+            sizes.throughput_clients,
+            sizes.throughput_tx_per_client,
+        )
+        .await;
         println!(
             "throughput {} clients  broker tls, journal on tmpfs {:>9.0} tx/s  ratio {:.2}",
             sizes.throughput_clients,
@@ -275,11 +325,19 @@ async fn run(sizes: Sizes) {
 }
 
 mod bench_scope {
-    use otgate_policy::modbus::ModbusClass;
-    use otgate_policy::GrantScope;
+    use otgate_policy::{AssetId, GrantScope, ModbusSpec, Protocol};
 
-    /// Read-only on the whole asset (the sample plant's vendor-plc-read rule).
+    /// Read-only on the whole asset, unit 1 (the sample plant's vendor-plc-read rule).
     pub fn read_only() -> GrantScope {
-        GrantScope { allowed: vec![(ModbusClass::Read, None, None)] }
+        let mut read = ModbusSpec::class(otgate_policy::modbus::ModbusClass::Read);
+        read.units = vec![1];
+        GrantScope {
+            asset: AssetId::new("line1-plc"),
+            protocol: Protocol::Modbus,
+            modbus: vec![read],
+            dnp3: Vec::new(),
+            vnc: None,
+            tcp: false,
+        }
     }
 }

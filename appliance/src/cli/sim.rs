@@ -18,6 +18,8 @@ pub enum SimCommand {
     /// Run a simulated Modbus TCP PLC (coils, discrete inputs, holding and input registers).
     #[command(after_help = PLC_AFTER_HELP)]
     Plc(PlcArgs),
+    /// Write a large, valid capture of Modbus and DNP3 traffic (benchmarks, tests).
+    Traffic(super::inspect::TrafficArgs),
 }
 
 const PLC_AFTER_HELP: &str = "\
@@ -54,9 +56,10 @@ pub struct PlcArgs {
 }
 
 /// Run an `otgate sim` subcommand.
-pub fn run(_globals: &Globals, command: SimCommand) -> anyhow::Result<ExitCode> {
+pub fn run(globals: &Globals, command: SimCommand) -> anyhow::Result<ExitCode> {
     match command {
         SimCommand::Plc(args) => run_plc(args),
+        SimCommand::Traffic(a) => super::inspect::sim_traffic(globals, a),
     }
 }
 

@@ -2,6 +2,7 @@
 //! sockets), TCP reassembly, events, asset inventory, baseline and alerts. It never transmits.
 
 pub mod alerts;
+pub mod appliance;
 pub mod baseline;
 pub mod capture;
 pub mod decode;
@@ -9,6 +10,7 @@ pub mod dnp3;
 pub mod event;
 pub mod grants;
 pub mod inventory;
+pub mod live;
 pub mod monitor;
 pub mod reassembly;
 

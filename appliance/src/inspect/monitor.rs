@@ -271,6 +271,49 @@ impl Observers<'_> {
         }
     }
 
+    fn item(
+        &mut self,
+        at: &Endpoints,
+        state: &mut FlowState,
+        detected: Detected,
+        side: usize,
+        item: Item<'_>,
+    ) {
+        match item {
+            Item::Frame(frame) => match detected {
+                Detected::Dnp3 => {
+                    let (dirs, pending) = (&mut state.dnp3, &mut state.dnp3_pending);
+                    if let Some(dir) = dirs.get_mut(side) {
+                        self.dnp3_frame(at, dir, pending, frame);
+                    }
+                }
+                _ => self.modbus_frame(at, state, frame),
+            },
+            Item::Skipped(n) => self.stats.skipped_bytes += n as u64,
+            Item::Garbage(n) => {
+                self.stats.skipped_bytes += n as u64;
+                let protocol = if detected == Detected::Dnp3 {
+                    Protocol::Dnp3
+                } else {
+                    Protocol::Modbus
+                };
+                let detail = format!(
+                    "{n} bytes in the stream are not a {} frame; skipped to the next plausible one",
+                    protocol.name()
+                );
+                self.malformed(
+                    at,
+                    Malformed {
+                        protocol,
+                        detail,
+                        bad_crc: false,
+                    },
+                );
+            }
+            Item::Gap(_) => self.stats.gaps += 1,
+        }
+    }
+
     fn dnp3_frame(
         &mut self,
         at: &Endpoints,
@@ -281,7 +324,7 @@ impl Observers<'_> {
         self.stats.dnp3_link_frames += 1;
         match dir.link_frame(at, pending, frame) {
             Dnp3Outcome::Nothing => {}
-            Dnp3Outcome::Fragment(f) => {
+            Dnp3Outcome::Fragment(f, problem) => {
                 self.stats.dnp3_fragments += 1;
                 if let Some(n) = self
                     .stats
@@ -301,6 +344,16 @@ impl Observers<'_> {
                 });
                 for a in alerts {
                     self.alert(a);
+                }
+                if let Some(detail) = problem {
+                    self.malformed(
+                        at,
+                        Malformed {
+                            protocol: Protocol::Dnp3,
+                            detail,
+                            bad_crc: false,
+                        },
+                    );
                 }
             }
             Dnp3Outcome::Malformed(m) => self.malformed(at, m),
@@ -468,8 +521,15 @@ impl Monitor {
             obs.stats.tcp_flows += 1;
         }
         if syn && payload.is_empty() && flow.state.server.is_none() {
-            // The first SYN's receiver is the server. (A SYN-ACK's sender is too; either way.)
-            flow.state.server = Some(at.dst);
+            // The first SYN's receiver is the server, unless the other side is on port 502:
+            // like tshark, the Modbus port decides which side answers.
+            flow.state.server = Some(
+                if at.src.port() == MODBUS_PORT && at.dst.port() != MODBUS_PORT {
+                    at.src
+                } else {
+                    at.dst
+                },
+            );
             let mut alerts: heapless::Vec<Alert, 2> = heapless::Vec::new();
             obs.detector.on_connection_attempt(at, &mut |a| {
                 let _ = alerts.push(a);
@@ -519,20 +579,8 @@ impl Monitor {
             return;
         };
         let detected = *detected;
-        stream.push(seq, syn, payload, framing, &mut |item| match item {
-            Item::Frame(frame) => match detected {
-                Detected::Dnp3 => {
-                    let (dirs, pending) = (&mut state.dnp3, &mut state.dnp3_pending);
-                    if let Some(dir) = dirs.get_mut(side) {
-                        obs.dnp3_frame(at, dir, pending, frame);
-                    }
-                }
-                _ => obs.modbus_frame(at, state, frame),
-            },
-            Item::Skipped(n) => {
-                obs.stats.skipped_bytes += n as u64;
-            }
-            Item::Gap(_) => obs.stats.gaps += 1,
+        stream.push(seq, syn, payload, framing, &mut |item| {
+            obs.item(at, state, detected, side, item)
         });
     }
 
@@ -600,27 +648,47 @@ impl Monitor {
 
     /// The end of the input: flush what the streams still hold.
     pub fn finish(&mut self, sink: &mut dyn Sink) {
-        let mut skipped = 0u64;
-        let mut gaps = 0u64;
-        for (_, mut flow) in self.tcp.drain() {
-            let framing = match flow.detected {
+        let ts = self.last_ts;
+        let flows: Vec<(FlowKey, TcpFlow)> = self.tcp.drain().collect();
+        let mut obs = Observers {
+            inventory: &mut self.inventory,
+            learner: &mut self.learner,
+            detector: &mut self.detector,
+            stats: &mut self.stats,
+            sink,
+        };
+        for (key, flow) in flows {
+            let TcpFlow {
+                detected,
+                mut streams,
+                mut state,
+            } = flow;
+            let framing = match detected {
                 Detected::Dnp3 => Framing::Dnp3,
                 Detected::Modbus => Framing::Modbus,
                 _ => continue,
             };
-            for stream in &mut flow.streams {
-                // Frames still complete in held data were already cut on arrival; what is left
-                // is incomplete, so it is counted, not decoded.
-                stream.finish(framing, &mut |item| match item {
-                    Item::Skipped(n) => skipped += n as u64,
-                    Item::Gap(_) => gaps += 1,
-                    Item::Frame(_) => {}
+            for (side, stream) in streams.iter_mut().enumerate() {
+                // Segments still held behind a gap are cut and decoded now; what is left is
+                // incomplete and only counted.
+                let (src, dst) = if side == 0 {
+                    (key.0, key.1)
+                } else {
+                    (key.1, key.0)
+                };
+                let at = Endpoints {
+                    ts,
+                    src,
+                    dst,
+                    src_mac: None,
+                    dst_mac: None,
+                    l4: L4::Tcp,
+                };
+                stream.finish(framing, &mut |item| {
+                    obs.item(&at, &mut state, detected, side, item)
                 });
             }
         }
-        self.stats.skipped_bytes += skipped;
-        self.stats.gaps += gaps;
-        let _ = sink;
         let _ = self.udp.drain().count();
     }
 }

@@ -26,6 +26,10 @@ pub const MAX_PENDING_BYTES: usize = 64 * 1024;
 pub const MAX_PENDING_SEGMENTS: usize = 64;
 /// The largest Modbus TCP ADU: 7-byte MBAP header plus a 253-byte PDU.
 pub const MODBUS_MAX_ADU: usize = 260;
+/// A sequence number this far (in bytes, either way) from the one expected is not a
+/// retransmission or a reordering but a different stream position (a capture that lost much, or
+/// fuzzed traffic): the direction resynchronizes there.
+pub const MAX_SEQ_JUMP: u32 = 1 << 20;
 /// The largest DNP3 link frame: 10-byte header block plus 250 bytes of user data and 16 CRCs.
 pub const DNP3_MAX_FRAME: usize = 292;
 
@@ -52,35 +56,22 @@ pub enum Cut {
 impl Framing {
     /// Whether a frame plausibly starts at the beginning of `bytes`, and how long it is.
     pub fn cut(self, bytes: &[u8]) -> Cut {
+        use crate::wire::{dnp3::link, modbus};
         match self {
-            Framing::Modbus => {
-                let Some(header) = bytes.first_chunk::<7>() else {
-                    return if plausible_modbus_prefix(bytes) {
-                        Cut::NeedMore
-                    } else {
-                        Cut::Invalid
-                    };
-                };
-                let [_, _, p0, p1, l0, l1, _] = *header;
-                let length = usize::from(u16::from_be_bytes([l0, l1]));
-                if p0 != 0 || p1 != 0 || !(2..=254).contains(&length) {
-                    return Cut::Invalid;
+            Framing::Modbus => match modbus::frame_len(bytes) {
+                modbus::FrameStatus::Complete(len) => Cut::Frame(len),
+                modbus::FrameStatus::NeedMore => Cut::NeedMore,
+                modbus::FrameStatus::Invalid(_) => Cut::Invalid,
+            },
+            // The length is trusted before the header CRC is checked, so that a frame whose
+            // header CRC fails is still cut out whole and reported as a bad CRC.
+            Framing::Dnp3 => match bytes {
+                [] | [0x05] | [0x05, 0x64] => Cut::NeedMore,
+                [0x05, 0x64, len, ..] if *len >= link::MIN_LENGTH => {
+                    Cut::Frame(link::frame_len_for(*len))
                 }
-                Cut::Frame(6 + length)
-            }
-            Framing::Dnp3 => {
-                let Some(&[s0, s1, len]) = bytes.first_chunk::<3>() else {
-                    return match bytes {
-                        [] | [0x05] | [0x05, 0x64] => Cut::NeedMore,
-                        _ => Cut::Invalid,
-                    };
-                };
-                if s0 != 0x05 || s1 != 0x64 || len < 5 {
-                    return Cut::Invalid;
-                }
-                let user = usize::from(len) - 5;
-                Cut::Frame(10 + user + 2 * user.div_ceil(16))
-            }
+                _ => Cut::Invalid,
+            },
         }
     }
 
@@ -95,21 +86,20 @@ impl Framing {
     /// Whether a resynchronizing scan may start a stream at the beginning of `bytes`: a stricter
     /// test than [`Framing::cut`], needing the function code (Modbus) to look sane too.
     pub fn plausible_start(self, bytes: &[u8]) -> bool {
+        use crate::wire::modbus::{MbapHeader, MAX_MBAP_LENGTH, MIN_MBAP_LENGTH};
         match self {
-            Framing::Modbus => match (self.cut(bytes), bytes.get(7)) {
-                (Cut::Frame(_), Some(&function)) => function != 0 && function != 0x80,
+            Framing::Modbus => match (bytes.first_chunk::<7>(), bytes.get(7)) {
+                (Some(header), Some(&function)) => {
+                    let header = MbapHeader::parse(header);
+                    header.protocol_id == 0
+                        && (MIN_MBAP_LENGTH..=MAX_MBAP_LENGTH).contains(&header.length)
+                        && function != 0
+                        && function != 0x80
+                }
                 _ => false,
             },
             Framing::Dnp3 => matches!(self.cut(bytes), Cut::Frame(_)),
         }
-    }
-}
-
-fn plausible_modbus_prefix(bytes: &[u8]) -> bool {
-    match bytes {
-        [_, _, p0, ..] if *p0 != 0 => false,
-        [_, _, _, p1, ..] if *p1 != 0 => false,
-        _ => true,
     }
 }
 
@@ -118,8 +108,10 @@ fn plausible_modbus_prefix(bytes: &[u8]) -> bool {
 pub enum Item<'a> {
     /// One whole frame, as framing cut it.
     Frame(&'a [u8]),
-    /// Bytes that could not be framed and were skipped to resynchronize.
+    /// Bytes skipped to find the first frame (mid-stream pickup, or after a gap).
     Skipped(usize),
+    /// Bytes of an in-sync stream that are not a frame (skipped to resynchronize).
+    Garbage(usize),
     /// Bytes the capture never showed (lost or never mirrored); the stream resynchronizes after.
     Gap(u32),
 }
@@ -198,6 +190,21 @@ impl Stream {
             }
         };
         let offset = seq.wrapping_sub(next) as i32;
+        if offset.unsigned_abs() > MAX_SEQ_JUMP {
+            // Not this stream position at all: drop what was pending and start over here.
+            self.stats.gaps += 1;
+            if !self.buf.is_empty() {
+                out(Item::Skipped(self.buf.len()));
+                self.buf.clear();
+            }
+            self.pending.clear();
+            self.pending_bytes = 0;
+            out(Item::Gap(offset.unsigned_abs()));
+            self.next_seq = Some(seq);
+            self.synced = false;
+            self.accept(payload, framing, out);
+            return;
+        }
         if offset > 0 {
             self.hold(seq, payload, framing, out);
             return;
@@ -298,19 +305,27 @@ fn cut_frames<'a>(
     synced: &mut bool,
     out: &mut impl FnMut(Item<'_>),
 ) -> &'a [u8] {
+    let mut lost_sync = false;
+    let skipped = |n: usize, lost: bool| {
+        if lost {
+            Item::Garbage(n)
+        } else {
+            Item::Skipped(n)
+        }
+    };
     loop {
         if !*synced {
             match resync(bytes, framing) {
                 Resync::At(skip) => {
                     if skip > 0 {
-                        out(Item::Skipped(skip));
+                        out(skipped(skip, lost_sync));
                     }
                     bytes = bytes.get(skip..).unwrap_or_default();
                     *synced = true;
                 }
                 Resync::Keep(skip) => {
                     if skip > 0 {
-                        out(Item::Skipped(skip));
+                        out(skipped(skip, lost_sync));
                     }
                     return bytes.get(skip..).unwrap_or_default();
                 }
@@ -325,7 +340,10 @@ fn cut_frames<'a>(
                 _ => return bytes,
             },
             Cut::NeedMore => return bytes,
-            Cut::Invalid => *synced = false,
+            Cut::Invalid => {
+                *synced = false;
+                lost_sync = true;
+            }
         }
     }
 }
@@ -469,7 +487,7 @@ mod tests {
                 Framing::Modbus,
                 &mut |item| match item {
                     Item::Frame(f) => frames.push(f.to_vec()),
-                    Item::Skipped(n) => skipped += n,
+                    Item::Skipped(n) | Item::Garbage(n) => skipped += n,
                     Item::Gap(_) => {}
                 },
             );
@@ -549,7 +567,7 @@ mod tests {
             s.push(*seq, false, b, Framing::Modbus, &mut |item| match item {
                 Item::Frame(f) => frames.push(f.to_vec()),
                 Item::Gap(_) => gaps += 1,
-                Item::Skipped(_) => {}
+                Item::Skipped(_) | Item::Garbage(_) => {}
             });
         }
         assert_eq!(gaps, 1);
@@ -566,7 +584,11 @@ mod tests {
         assert_eq!(Framing::Dnp3.cut(&[0x05, 0x64, 0x04]), Cut::Invalid);
         assert_eq!(Framing::Dnp3.cut(&[0x05]), Cut::NeedMore);
         assert_eq!(Framing::Modbus.cut(&[0, 1, 0, 1, 0, 6, 1]), Cut::Invalid);
-        assert_eq!(Framing::Modbus.cut(&[0, 1, 0, 0, 0, 6, 1]), Cut::Frame(12));
+        assert_eq!(Framing::Modbus.cut(&[0, 1, 0, 0, 0, 6, 1]), Cut::NeedMore);
+        assert_eq!(
+            Framing::Modbus.cut(&[0, 1, 0, 0, 0, 6, 1, 3, 0, 0, 0, 1, 9]),
+            Cut::Frame(12)
+        );
     }
 
     #[test]
