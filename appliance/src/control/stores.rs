@@ -63,8 +63,13 @@ struct VaultName {
 }
 
 /// Answer a `users.*` or `vault.*` method.
-pub async fn handle(app: &Arc<Appliance>, method: &str, args: Value) -> Result<Value, ControlError> {
-    let admin = Admin::open(&app.data_dir, app.journal.clone(), "console").map_err(|e| store_error(&e))?;
+pub async fn handle(
+    app: &Arc<Appliance>,
+    method: &str,
+    args: Value,
+) -> Result<Value, ControlError> {
+    let admin =
+        Admin::open(&app.data_dir, app.journal.clone(), "console").map_err(|e| store_error(&e))?;
     let method_owned = method.to_owned();
     // argon2 and fsync: off the async threads.
     tokio::task::spawn_blocking(move || run(&admin, &method_owned, args))
@@ -77,7 +82,9 @@ fn run(admin: &Admin, method: &str, args: Value) -> Result<Value, ControlError> 
         "users.add_ot" => {
             let a: AddOt = params(method, args)?;
             let password = a.password.map(Secret::from_string);
-            admin.add_ot(&a.id, &a.roles, password.as_ref()).map_err(admin_error)?;
+            admin
+                .add_ot(&a.id, &a.roles, password.as_ref())
+                .map_err(admin_error)?;
             Ok(json!({ "id": a.id }))
         }
         "users.enroll_totp" => {
@@ -92,7 +99,9 @@ fn run(admin: &Admin, method: &str, args: Value) -> Result<Value, ControlError> 
         }
         "users.set_password" => {
             let a: SetPassword = params(method, args)?;
-            admin.set_password(&a.id, a.zone, &Secret::from_string(a.password)).map_err(admin_error)?;
+            admin
+                .set_password(&a.id, a.zone, &Secret::from_string(a.password))
+                .map_err(admin_error)?;
             Ok(json!({ "id": a.id }))
         }
         "users.remove" => {
@@ -107,7 +116,9 @@ fn run(admin: &Admin, method: &str, args: Value) -> Result<Value, ControlError> 
         }
         "vault.set" => {
             let a: VaultSet = params(method, args)?;
-            let replaced = admin.vault_set(&a.name, Secret::from_string(a.value)).map_err(admin_error)?;
+            let replaced = admin
+                .vault_set(&a.name, Secret::from_string(a.value))
+                .map_err(admin_error)?;
             Ok(json!({ "name": a.name, "replaced": replaced }))
         }
         "vault.list" => {
@@ -119,7 +130,10 @@ fn run(admin: &Admin, method: &str, args: Value) -> Result<Value, ControlError> 
             admin.vault_remove(&a.name).map_err(admin_error)?;
             Ok(json!({ "name": a.name }))
         }
-        _ => Err(ControlError::new("unknown_method", format!("unknown method {method}"))),
+        _ => Err(ControlError::new(
+            "unknown_method",
+            format!("unknown method {method}"),
+        )),
     }
 }
 
@@ -145,10 +159,8 @@ fn store_error(e: &StoreError) -> ControlError {
 fn admin_error(e: AdminError) -> ControlError {
     match e {
         AdminError::Store(s) => store_error(&s),
-        AdminError::Journal(j) => {
-            ControlError::internal(format!("not applied: {j}")).with_hint("check the journal with: otgate audit verify")
-        }
-        _ => ControlError::internal(e.to_string()),
+        AdminError::Journal(j) => ControlError::internal(format!("not applied: {j}"))
+            .with_hint("check the journal with: otgate audit verify"),
     }
 }
 
@@ -171,21 +183,49 @@ mod tests {
     use crate::stores::ot::OtStore;
 
     /// A daemon's control socket over a data dir made by `otgate init`, holding the journal.
-    async fn daemon() -> (tempfile::TempDir, Globals, Arc<Appliance>, CancellationToken) {
+    async fn daemon() -> (
+        tempfile::TempDir,
+        Globals,
+        Arc<Appliance>,
+        CancellationToken,
+    ) {
         let dir = tempfile::tempdir().unwrap();
-        let globals = Globals { data_dir: DataDir::new(dir.path().join("a")) };
-        let args = InitArgs { trust: None, sans: vec![], it_listen: init::DEFAULT_IT_LISTEN.parse().unwrap(), force: false, json: true };
+        let globals = Globals {
+            data_dir: DataDir::new(dir.path().join("a")),
+        };
+        let args = InitArgs {
+            trust: None,
+            sans: vec![],
+            it_listen: init::DEFAULT_IT_LISTEN.parse().unwrap(),
+            force: false,
+            json: true,
+        };
         let g = globals.clone();
-        tokio::task::spawn_blocking(move || init::run(&g, args).unwrap()).await.unwrap();
+        tokio::task::spawn_blocking(move || init::run(&g, args).unwrap())
+            .await
+            .unwrap();
         let data_dir = globals.data_dir.clone();
         let key = crate::journal::keys::load_appliance_key(&data_dir.appliance_key()).unwrap();
-        let journal =
-            crate::journal::Journal::open(&data_dir.journal_dir(), key, crate::journal::JournalConfig::default()).unwrap();
+        let journal = crate::journal::Journal::open(
+            &data_dir.journal_dir(),
+            key,
+            crate::journal::JournalConfig::default(),
+        )
+        .unwrap();
         let clock = Arc::new(crate::clock::ManualClock::starting_at(saturday_six()));
         let (notices, _) = broadcast::channel(16);
-        let grants =
-            Grants::new(Registry::new(), Arc::new(Memory::default()), Arc::new(plant(&[("shift-supervisor", 1)])), clock.clone(), notices.clone());
-        let policy = otgate_policy::parse(include_str!("../../../policies/examples/plant.toml"), "plant.toml").unwrap();
+        let grants = Grants::new(
+            Registry::new(),
+            Arc::new(Memory::default()),
+            Arc::new(plant(&[("shift-supervisor", 1)])),
+            clock.clone(),
+            notices.clone(),
+        );
+        let policy = otgate_policy::parse(
+            include_str!("../../../policies/examples/plant.toml"),
+            "plant.toml",
+        )
+        .unwrap();
         let shutdown = CancellationToken::new();
         let app = Arc::new(Appliance {
             data_dir: data_dir.clone(),
@@ -196,15 +236,28 @@ mod tests {
             ot_store: Some(OtStore::open(&data_dir.ot_store_dir()).unwrap()),
             notices,
             sessions: Arc::new(tokio::sync::Semaphore::new(4)),
-            config: crate::daemon::DaemonConfig::new(data_dir.clone(), crate::daemon::PolicySource::ActiveBundle),
+            config: crate::daemon::DaemonConfig::new(
+                data_dir.clone(),
+                crate::daemon::PolicySource::ActiveBundle,
+            ),
             shutdown: shutdown.clone(),
         });
-        let listener = super::super::bind(&data_dir.control_socket()).await.unwrap();
-        tokio::spawn(super::super::serve(listener, Arc::clone(&app), shutdown.clone()));
+        let listener = super::super::bind(&data_dir.control_socket())
+            .await
+            .unwrap();
+        tokio::spawn(super::super::serve(
+            listener,
+            Arc::clone(&app),
+            shutdown.clone(),
+        ));
         (dir, globals, app, shutdown)
     }
 
-    fn call(globals: &Globals, method: &str, params: serde_json::Value) -> Result<serde_json::Value, crate::control::client::ClientError> {
+    fn call(
+        globals: &Globals,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::control::client::ClientError> {
         crate::control::client::call(&globals.data_dir.control_socket(), method, params)
     }
 
@@ -238,16 +291,24 @@ mod tests {
         .await
         .unwrap();
 
-        let kinds: Vec<&'static str> = crate::journal::read::JournalReader::open(&globals.data_dir.journal_dir())
-            .unwrap()
-            .filter_map(|r| match r.unwrap().event {
-                Event::Admin(a) => Some(a.kind()),
-                _ => None,
-            })
-            .collect();
+        let kinds: Vec<&'static str> =
+            crate::journal::read::JournalReader::open(&globals.data_dir.journal_dir())
+                .unwrap()
+                .filter_map(|r| match r.unwrap().event {
+                    Event::Admin(a) => Some(a.kind()),
+                    _ => None,
+                })
+                .collect();
         assert_eq!(
             kinds,
-            ["appliance_initialized", "account_added", "totp_enrolled", "totp_enrolled", "vault_secret_set", "vault_secret_removed"]
+            [
+                "appliance_initialized",
+                "account_added",
+                "totp_enrolled",
+                "totp_enrolled",
+                "vault_secret_set",
+                "vault_secret_removed"
+            ]
         );
         shutdown.cancel();
         drop(app);

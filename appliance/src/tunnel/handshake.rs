@@ -234,25 +234,36 @@ where
 
 /// Parse a message body (the JSON after the length prefix).
 fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AuthError> {
-    serde_json::from_slice(body).map_err(|e| AuthError::Malformed { reason: e.to_string() })
+    serde_json::from_slice(body).map_err(|e| AuthError::Malformed {
+        reason: e.to_string(),
+    })
 }
 
 /// Decode one whole frame from the start of `bytes`: the message and the bytes it used.
 /// `Ok(None)` when more bytes are needed. Same rules as [`read_message`]; never panics.
 pub fn decode_frame<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<(T, usize)>, AuthError> {
-    let Some((prefix, rest)) = bytes.split_first_chunk::<4>() else { return Ok(None) };
+    let Some((prefix, rest)) = bytes.split_first_chunk::<4>() else {
+        return Ok(None);
+    };
     let len = usize::try_from(u32::from_be_bytes(*prefix)).unwrap_or(usize::MAX);
     if len > MAX_MESSAGE {
-        return Err(AuthError::MessageTooLarge { len, max: MAX_MESSAGE });
+        return Err(AuthError::MessageTooLarge {
+            len,
+            max: MAX_MESSAGE,
+        });
     }
-    let Some(body) = rest.get(..len) else { return Ok(None) };
+    let Some(body) = rest.get(..len) else {
+        return Ok(None);
+    };
     Ok(Some((parse_body(body)?, 4 + len)))
 }
 
 /// Entry points for `cargo fuzz` (`appliance/fuzz/fuzz_targets/tunnel_handshake.rs`).
 #[doc(hidden)]
 pub mod fuzzing {
-    use super::{decode_frame, transcript, ClientHello, ClientProof, ServerChallenge, ServerVerdict};
+    use super::{
+        decode_frame, transcript, ClientHello, ClientProof, ServerChallenge, ServerVerdict,
+    };
 
     /// Decode `data` as every handshake message; whatever decodes is also hashed into a transcript.
     pub fn handshake_message(data: &[u8]) {
@@ -372,12 +383,21 @@ mod tests {
 
     #[test]
     fn decode_frame_needs_whole_frames() {
-        let hello = ClientHello { version: 1, identity: "alice".into(), purpose: Purpose::Request(serde_json::json!({})) };
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let hello = ClientHello {
+            version: 1,
+            identity: "alice".into(),
+            purpose: Purpose::Request(serde_json::json!({})),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let mut buf = Vec::new();
         rt.block_on(write_message(&mut buf, &hello)).unwrap();
         for cut in 0..buf.len() {
-            assert!(matches!(decode_frame::<ClientHello>(&buf[..cut]), Ok(None)), "cut {cut}");
+            assert!(
+                matches!(decode_frame::<ClientHello>(&buf[..cut]), Ok(None)),
+                "cut {cut}"
+            );
         }
         buf.extend_from_slice(b"trailing");
         let (back, used) = decode_frame::<ClientHello>(&buf).unwrap().unwrap();
