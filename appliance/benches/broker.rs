@@ -325,13 +325,19 @@ async fn run(sizes: Sizes) {
 }
 
 mod bench_scope {
-    use otgate_policy::modbus::ModbusClass;
-    use otgate_policy::GrantScope;
+    use otgate_policy::{AssetId, GrantScope, ModbusSpec, Protocol};
 
-    /// Read-only on the whole asset (the sample plant's vendor-plc-read rule).
+    /// Read-only on the whole asset, unit 1 (the sample plant's vendor-plc-read rule).
     pub fn read_only() -> GrantScope {
+        let mut read = ModbusSpec::class(otgate_policy::modbus::ModbusClass::Read);
+        read.units = vec![1];
         GrantScope {
-            allowed: vec![(ModbusClass::Read, None, None)],
+            asset: AssetId::new("line1-plc"),
+            protocol: Protocol::Modbus,
+            modbus: vec![read],
+            dnp3: Vec::new(),
+            vnc: None,
+            tcp: false,
         }
     }
 }

@@ -125,7 +125,9 @@ pub enum DiagnosticKind {
         id: String,
     },
     /// Something of one zone used where the other zone belongs.
-    #[error("{what} `{id}` is in the {actual} zone, but {context} needs the {expected} zone")]
+    #[error(
+        "{what} `{id}` is an {actual} {what}; only {expected} {what}s are allowed for {context}"
+    )]
     WrongZone {
         /// The kind of object.
         what: &'static str,
@@ -453,14 +455,24 @@ struct RawPanel {
 // ---------------------------------------------------------------------------------------------
 // Validation.
 
-/// Revoke triggers a rule may name (inspection alert kinds).
+/// Revoke triggers a rule may name: the inspection alert kinds (`otgate::inspect`'s
+/// `AlertKind` names, snake_case). Opt-in per rule; never on break-glass grants.
 pub const REVOKE_TRIGGERS: &[&str] = &[
-    "unexplained-write",
-    "program-download",
-    "unknown-function",
-    "new-device",
+    "unauthorized_write",
+    "write_outside_baseline",
+    "program_transfer",
+    "file_transfer",
+    "broadcast_write",
+    "diagnostics",
+    "restart",
+    "new_talker",
+    "new_function_code",
+    "rate_anomaly",
+    "exception_burst",
+    "malformed_frame",
+    "bad_crc",
     "scan",
-    "malformed-traffic",
+    "non_ot_traffic",
 ];
 
 struct Validator<'a> {
@@ -697,6 +709,7 @@ pub fn parse(source: &str, file: &str) -> Result<Policy, Diagnostics> {
 }
 
 fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
+    let declared = Declared::of(&raw);
     // Site.
     let site_raw = raw.site.get_ref();
     let mut site_ids = HashMap::new();
@@ -797,6 +810,7 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
         };
         let segment = a.segment.get_ref();
         match segments.iter().find(|s| s.id.as_str() == segment.as_str()) {
+            None if declared.segments.contains(segment.as_str()) => {}
             None => v.error(
                 &a.segment.span(),
                 DiagnosticKind::UnknownReference {
@@ -809,8 +823,8 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
                 DiagnosticKind::WrongZone {
                     what: "segment",
                     id: segment.clone(),
-                    actual: "it",
-                    expected: "ot",
+                    actual: "IT",
+                    expected: "OT",
                     context: format!("asset `{}`", a.id.get_ref()),
                 },
             ),
@@ -918,6 +932,7 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
         let mut out = Vec::new();
         for r in list {
             match role_zone(r.get_ref()) {
+                None if declared.roles.contains(r.get_ref().as_str()) => {}
                 None => v.error(
                     &r.span(),
                     DiagnosticKind::UnknownReference {
@@ -932,7 +947,7 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
                         id: r.get_ref().clone(),
                         actual: zone_name(z),
                         expected: zone_name(zone),
-                        context: format!("identity `{who}`"),
+                        context: format!("the roles of {} identity `{who}`", zone_name(zone)),
                     },
                 ),
                 Some(_) => out.push(RoleId::new(r.get_ref())),
@@ -1199,20 +1214,11 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
     }
 
     // Rules.
+    let reach = Reach::of(&assets);
     let mut seen = HashMap::new();
     let mut rules = Vec::new();
     for rule in &raw.rules {
-        if let Some(r) = build_rule(
-            v,
-            rule,
-            &mut seen,
-            &assets,
-            &segments,
-            &roles,
-            &it_identities,
-            &ot_identities,
-            &schedules,
-        ) {
+        if let Some(r) = build_rule(v, rule, &mut seen, &reach, &segments, &roles, &declared) {
             rules.push(r);
         }
     }
@@ -1326,10 +1332,95 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
     Some(policy)
 }
 
+/// The protocols reachable through each asset id, segment and tag (for rule checks, without
+/// walking every asset for every rule).
+#[derive(Default)]
+struct Reach<'a> {
+    by_asset: HashMap<&'a str, Vec<Protocol>>,
+    by_segment: HashMap<&'a str, Vec<Protocol>>,
+    by_tag: HashMap<&'a str, Vec<Protocol>>,
+}
+
+impl<'a> Reach<'a> {
+    fn of(assets: &'a [Asset]) -> Self {
+        fn add<'a>(map: &mut HashMap<&'a str, Vec<Protocol>>, key: &'a str, p: Protocol) {
+            let list = map.entry(key).or_default();
+            if !list.contains(&p) {
+                list.push(p);
+            }
+        }
+        let mut reach = Reach::default();
+        for a in assets {
+            add(&mut reach.by_asset, a.id.as_str(), a.protocol);
+            add(&mut reach.by_segment, a.segment.as_str(), a.protocol);
+            for t in &a.tags {
+                add(&mut reach.by_tag, t.as_str(), a.protocol);
+            }
+        }
+        reach
+    }
+}
+
+/// Every id the file declares, valid or not, so one bad field does not turn every reference to
+/// its object into a second, misleading error.
+#[derive(Default)]
+struct Declared<'r> {
+    segments: HashSet<&'r str>,
+    assets: HashSet<&'r str>,
+    tags: HashSet<&'r str>,
+    roles: HashSet<&'r str>,
+    schedules: HashSet<&'r str>,
+    /// IT identities and the roles they list.
+    it: Vec<(&'r str, Vec<&'r str>)>,
+    /// OT identities and the roles they list.
+    ot: Vec<(&'r str, Vec<&'r str>)>,
+}
+
+impl<'r> Declared<'r> {
+    fn of(raw: &'r RawPolicy) -> Self {
+        let mut d = Declared::default();
+        d.segments.extend(
+            raw.segments
+                .iter()
+                .map(|x| x.get_ref().id.get_ref().as_str()),
+        );
+        for a in &raw.assets {
+            d.assets.insert(a.get_ref().id.get_ref().as_str());
+            d.tags
+                .extend(a.get_ref().tags.iter().map(|t| t.get_ref().as_str()));
+        }
+        d.roles
+            .extend(raw.roles.iter().map(|x| x.get_ref().id.get_ref().as_str()));
+        d.schedules.extend(
+            raw.schedules
+                .iter()
+                .map(|x| x.get_ref().id.get_ref().as_str()),
+        );
+        let roles = |list: &'r [S]| {
+            list.iter()
+                .map(|r| r.get_ref().as_str())
+                .collect::<Vec<_>>()
+        };
+        d.it = raw
+            .identities
+            .it
+            .iter()
+            .map(|p| (p.get_ref().id.get_ref().as_str(), roles(&p.get_ref().roles)))
+            .collect();
+        d.ot = raw
+            .identities
+            .ot
+            .iter()
+            .map(|p| (p.get_ref().id.get_ref().as_str(), roles(&p.get_ref().roles)))
+            .collect();
+        d
+    }
+}
+
 fn zone_name(z: Zone) -> &'static str {
     match z {
-        Zone::It => "it",
-        Zone::Ot => "ot",
+        Zone::It => "IT",
+        Zone::Ot => "OT",
     }
 }
 
@@ -1338,12 +1429,10 @@ fn build_rule(
     v: &mut Validator<'_>,
     raw: &Spanned<RawRule>,
     seen: &mut HashMap<String, u32>,
-    assets: &[Asset],
+    reach: &Reach<'_>,
     segments: &[Segment],
     roles: &[Role],
-    it: &[ItIdentity],
-    ot: &[OtIdentity],
-    schedules: &[Schedule],
+    declared: &Declared<'_>,
 ) -> Option<Rule> {
     let r = raw.get_ref();
     let id = r.id.get_ref().clone();
@@ -1387,6 +1476,7 @@ fn build_rule(
             .iter()
             .find(|x| x.id.as_str() == role.get_ref().as_str())
         {
+            None if declared.roles.contains(role.get_ref().as_str()) => broken = true,
             None => v.error(
                 &role.span(),
                 DiagnosticKind::UnknownReference {
@@ -1401,7 +1491,7 @@ fn build_rule(
                     id: role.get_ref().clone(),
                     actual: zone_name(x.zone),
                     expected: zone_name(requester_zone),
-                    context: format!("requesters of rule `{id}`"),
+                    context: format!("the requesters of rule `{id}`"),
                 },
             ),
             Some(x) => rule_roles.push(x.id.clone()),
@@ -1412,7 +1502,7 @@ fn build_rule(
     let t = r.targets.get_ref();
     let mut targets = Targets::default();
     for a in &t.assets {
-        if assets.iter().any(|x| x.id.as_str() == a.get_ref().as_str()) {
+        if declared.assets.contains(a.get_ref().as_str()) {
             targets.assets.push(AssetId::new(a.get_ref()));
         } else {
             v.error(
@@ -1427,10 +1517,7 @@ fn build_rule(
     targets.assets.sort();
     targets.assets.dedup();
     for s in &t.segments {
-        if segments
-            .iter()
-            .any(|x| x.id.as_str() == s.get_ref().as_str())
-        {
+        if declared.segments.contains(s.get_ref().as_str()) {
             targets.segments.push(SegmentId::new(s.get_ref()));
         } else {
             v.error(
@@ -1443,7 +1530,7 @@ fn build_rule(
         }
     }
     for tag in &t.tags {
-        if assets.iter().any(|x| x.has_tag(tag.get_ref())) {
+        if declared.tags.contains(tag.get_ref().as_str()) {
             targets.tags.push(tag.get_ref().clone());
         } else {
             v.error(
@@ -1464,10 +1551,30 @@ fn build_rule(
             },
         );
     }
-    let matched: Vec<&Asset> = assets
-        .iter()
-        .filter(|a| targets.matches(a).is_some())
-        .collect();
+    // The protocols of the assets the rule reaches (by id, segment or tag).
+    let mut matched: Vec<Protocol> = Vec::new();
+    let lists = [
+        targets
+            .assets
+            .iter()
+            .filter_map(|a| reach.by_asset.get(a.as_str()))
+            .collect::<Vec<_>>(),
+        targets
+            .segments
+            .iter()
+            .filter_map(|s| reach.by_segment.get(s.as_str()))
+            .collect(),
+        targets
+            .tags
+            .iter()
+            .filter_map(|t| reach.by_tag.get(t.as_str()))
+            .collect(),
+    ];
+    for p in lists.iter().flatten().flat_map(|l| l.iter()) {
+        if !matched.contains(p) {
+            matched.push(*p);
+        }
+    }
 
     // Operations.
     let mut operations = Vec::new();
@@ -1494,17 +1601,8 @@ fn build_rule(
                     continue;
                 }
                 // Each operation must apply to at least one targeted asset.
-                if !matched.is_empty()
-                    && !matched
-                        .iter()
-                        .any(|a| spec.for_protocol(a.protocol).is_some())
-                {
-                    let protocols: Vec<&str> = matched
-                        .iter()
-                        .map(|a| a.protocol.name())
-                        .collect::<HashSet<_>>()
-                        .into_iter()
-                        .collect();
+                if !matched.is_empty() && !matched.iter().any(|p| spec.applied_to(*p).is_some()) {
+                    let protocols: Vec<&str> = matched.iter().map(|p| p.name()).collect();
                     v.error(
                         &op.span(),
                         DiagnosticKind::NeverGrants {
@@ -1572,10 +1670,7 @@ fn build_rule(
     // Schedules.
     let mut rule_schedules = Vec::new();
     for s in &r.schedules {
-        if schedules
-            .iter()
-            .any(|x| x.id.as_str() == s.get_ref().as_str())
-        {
+        if declared.schedules.contains(s.get_ref().as_str()) {
             rule_schedules.push(ScheduleId::new(s.get_ref()));
         } else {
             v.error(
@@ -1609,12 +1704,12 @@ fn build_rule(
     let mut approvers = Vec::new();
     for a in &approval.approvers {
         let name = a.get_ref();
-        if it.iter().any(|p| p.id.as_str() == name.as_str()) {
+        if declared.it.iter().any(|(p, _)| *p == name.as_str()) {
             v.error(
                 &a.span(),
                 DiagnosticKind::ItIdentityAsApprover { id: name.clone() },
             );
-        } else if ot.iter().any(|p| p.id.as_str() == name.as_str()) {
+        } else if declared.ot.iter().any(|(p, _)| *p == name.as_str()) {
             approvers.push(IdentityId::new(name));
         } else {
             v.error(
@@ -1644,6 +1739,7 @@ fn build_rule(
             }
         };
         match roles.iter().find(|x| x.id.as_str() == role.as_str()) {
+            None if declared.roles.contains(role.as_str()) => broken = true,
             None => v.error(
                 &rc_raw.role.span(),
                 DiagnosticKind::UnknownReference {
@@ -1651,29 +1747,17 @@ fn build_rule(
                     id: role.clone(),
                 },
             ),
-            Some(x) if x.zone != Zone::Ot => {
-                // An IT role as approver role means IT identities would approve.
-                let holder = it
-                    .iter()
-                    .find(|p| p.roles.contains(&x.id))
-                    .map(|p| p.id.to_string());
-                match holder {
-                    Some(h) => v.error(
-                        &rc_raw.role.span(),
-                        DiagnosticKind::ItIdentityAsApprover { id: h },
-                    ),
-                    None => v.error(
-                        &rc_raw.role.span(),
-                        DiagnosticKind::WrongZone {
-                            what: "role",
-                            id: role.clone(),
-                            actual: "it",
-                            expected: "ot",
-                            context: format!("approvals of rule `{id}`"),
-                        },
-                    ),
-                }
-            }
+            // An IT role as the approving role would let IT identities approve.
+            Some(x) if x.zone != Zone::Ot => v.error(
+                &rc_raw.role.span(),
+                DiagnosticKind::WrongZone {
+                    what: "role",
+                    id: role.clone(),
+                    actual: "IT",
+                    expected: "OT",
+                    context: format!("the approvals of rule `{id}`"),
+                },
+            ),
             Some(x) => {
                 if approvals.iter().any(|a| a.role == x.id) {
                     v.error(
@@ -1682,10 +1766,11 @@ fn build_rule(
                     );
                 } else if let Some(count) = count {
                     // Enough distinct people must exist who can fill the slots.
-                    let pool = ot
+                    let pool = declared
+                        .ot
                         .iter()
-                        .filter(|p| p.roles.contains(&x.id))
-                        .filter(|p| approvers.is_empty() || approvers.contains(&p.id))
+                        .filter(|(_, roles)| roles.contains(&x.id.as_str()))
+                        .filter(|(p, _)| approvers.is_empty() || approvers.iter().any(|a| a == p))
                         .count();
                     if pool < usize::from(count) {
                         v.error(
@@ -1725,11 +1810,12 @@ fn build_rule(
         _ => {}
     }
     let total: usize = approvals.iter().map(|a| usize::from(a.count)).sum();
-    let people: HashSet<&IdentityId> = ot
+    let people: HashSet<&str> = declared
+        .ot
         .iter()
-        .filter(|p| approvals.iter().any(|a| p.roles.contains(&a.role)))
-        .filter(|p| approvers.is_empty() || approvers.contains(&p.id))
-        .map(|p| &p.id)
+        .filter(|(_, roles)| approvals.iter().any(|a| roles.contains(&a.role.as_str())))
+        .filter(|(p, _)| approvers.is_empty() || approvers.iter().any(|a| a == p))
+        .map(|(p, _)| *p)
         .collect();
     if total > people.len() && approvals.len() > 1 {
         v.error(
@@ -1828,12 +1914,14 @@ fn build_rule(
     // A rule whose roles no identity holds can never grant anything.
     if !rule_roles.is_empty() {
         let held = match requester_zone {
-            Zone::It => it
+            Zone::It => declared
+                .it
                 .iter()
-                .any(|p| p.roles.iter().any(|x| rule_roles.contains(x))),
-            Zone::Ot => ot
+                .any(|(_, roles)| rule_roles.iter().any(|x| roles.contains(&x.as_str()))),
+            Zone::Ot => declared
+                .ot
                 .iter()
-                .any(|p| p.roles.iter().any(|x| rule_roles.contains(x))),
+                .any(|(_, roles)| rule_roles.iter().any(|x| roles.contains(&x.as_str()))),
         };
         if !held {
             v.error(

@@ -235,8 +235,33 @@ impl GrantScope {
         ops
     }
 
-    /// Add an operation (already narrowed to what a rule allows).
-    pub(crate) fn add(&mut self, op: OperationSpec) {
+    /// A scope on `asset` granting `operations`; Modbus operations that name no unit ids get
+    /// `units`. For tests, the demo and tools; grants come from [`crate::Policy::decide`].
+    pub fn from_operations(
+        asset: impl Into<AssetId>,
+        protocol: Protocol,
+        units: &[u8],
+        operations: impl IntoIterator<Item = OperationSpec>,
+    ) -> Self {
+        let mut scope = Self::empty(asset.into(), protocol);
+        for op in operations {
+            let op = match op {
+                OperationSpec::Modbus(m) if m.units.is_empty() => {
+                    OperationSpec::Modbus(ModbusSpec {
+                        units: units.to_vec(),
+                        ..m
+                    })
+                }
+                other => other,
+            };
+            scope.add(op);
+        }
+        scope
+    }
+
+    /// Add an operation (already narrowed to what a rule allows). A Modbus operation with no
+    /// unit ids matches no request: give it the asset's units first.
+    pub fn add(&mut self, op: OperationSpec) {
         match op {
             OperationSpec::Modbus(m) => {
                 if !self.modbus.contains(&m) {
@@ -373,15 +398,12 @@ mod tests {
     use crate::modbus::{class_of, Access};
 
     fn scope(ops: &[&str], units: &[u8]) -> GrantScope {
-        let mut s = GrantScope::empty(AssetId::new("line3-plc"), Protocol::Modbus);
-        for op in ops {
-            let OperationSpec::Modbus(mut m) = op.parse::<OperationSpec>().unwrap() else {
-                panic!()
-            };
-            m.units = units.to_vec();
-            s.add(OperationSpec::Modbus(m));
-        }
-        s
+        GrantScope::from_operations(
+            "line3-plc",
+            Protocol::Modbus,
+            units,
+            ops.iter().map(|o| o.parse::<OperationSpec>().unwrap()),
+        )
     }
 
     fn op(unit: u8, function: u8, table: Option<Table>, range: Option<(u16, u16)>) -> ModbusOp {

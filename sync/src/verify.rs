@@ -13,9 +13,11 @@
 //! clock (`now` is passed in) and does no I/O.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use ed25519_dalek::Signature;
+use otgate_policy::Policy;
 
 use crate::bundle::{self, Bundle, DecodeError, Header, MAX_BUNDLE_BYTES};
 use crate::key::KeyId;
@@ -193,10 +195,15 @@ pub enum Refusal {
         key_id: KeyId,
     },
     /// The policy inside is invalid (a valid signature over an invalid policy).
-    #[error("the bundle's policy is invalid:\n{diagnostics}")]
-    InvalidPolicy {
-        /// Every problem, one per line (`file:line:col: message`).
-        diagnostics: String,
+    #[error("the bundle's policy is invalid:\n{0}")]
+    InvalidPolicy(otgate_policy::Diagnostics),
+    /// The policy inside names another site than the bundle header.
+    #[error("the bundle header is for site {header:?} but its policy is for site {policy:?}")]
+    PolicySiteMismatch {
+        /// The header's site.
+        header: String,
+        /// The policy's `[site] id`.
+        policy: String,
     },
 }
 
@@ -223,7 +230,8 @@ impl Refusal {
             Refusal::TrustRootRollback { .. } => "trust_root_rollback",
             Refusal::TrustRootWrongSite { .. } => "trust_root_wrong_site",
             Refusal::TrustRootDropsRevocation { .. } => "trust_root_drops_revocation",
-            Refusal::InvalidPolicy { .. } => "invalid_policy",
+            Refusal::InvalidPolicy(_) => "invalid_policy",
+            Refusal::PolicySiteMismatch { .. } => "policy_site_mismatch",
         }
     }
 }
@@ -245,6 +253,7 @@ pub struct VerifiedBundle {
     hash: [u8; 32],
     signers: Vec<KeyId>,
     new_root: Option<TrustRoot>,
+    policy: Arc<Policy>,
 }
 
 impl VerifiedBundle {
@@ -271,6 +280,11 @@ impl VerifiedBundle {
     /// The policy's TOML source.
     pub fn policy_source(&self) -> &str {
         &self.bundle.body().policy_source
+    }
+
+    /// The validated policy.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
     }
 
     /// The decoded bundle.
@@ -348,13 +362,20 @@ pub fn verify(
         Some(json) => Some(check_rotation(json, root)?),
         None => None,
     };
-    validate_policy(&bundle.body().policy_source)
-        .map_err(|diagnostics| Refusal::InvalidPolicy { diagnostics })?;
+    let policy = otgate_policy::parse(&bundle.body().policy_source, POLICY_FILE_NAME)
+        .map_err(Refusal::InvalidPolicy)?;
+    if policy.site.id.as_str() != header.site {
+        return Err(Refusal::PolicySiteMismatch {
+            header: header.site.clone(),
+            policy: policy.site.id.to_string(),
+        });
+    }
     Ok(VerifiedBundle {
         bundle,
         hash,
         signers,
         new_root,
+        policy: Arc::new(policy),
     })
 }
 
@@ -437,12 +458,4 @@ fn check_rotation(json: &[u8], current: &TrustRoot) -> Result<TrustRoot, Refusal
         return Err(Refusal::TrustRootDropsRevocation { key_id: *key_id });
     }
     Ok(offered)
-}
-
-/// Validate the policy source. Until `otgate_policy::parse` lands this checks that the source is
-/// TOML; the signed payload is the source bytes either way, so the format does not depend on it.
-fn validate_policy(source: &str) -> Result<(), String> {
-    toml::from_str::<toml::Table>(source)
-        .map(|_| ())
-        .map_err(|e| format!("{POLICY_FILE_NAME}: {e}"))
 }

@@ -12,7 +12,7 @@ use otgate_sync::{
     verify, ActiveBundleInfo, AuthorityKey, KeyId, Refusal, TrustRoot, TrustRootFile,
 };
 
-const POLICY: &str = "[site]\nid = \"plant-a\"\ntimezone = \"Europe/Berlin\"\n";
+const POLICY: &str = include_str!("../../policies/examples/plant.toml");
 
 fn key(i: u8) -> AuthorityKey {
     AuthorityKey::from_secret([i; 32], Some(format!("hq-{i}")))
@@ -76,13 +76,19 @@ fn two_of_three_is_accepted_and_names_its_signers() {
     assert_eq!(verified.header().version, 2);
     assert_eq!(verified.signers(), &[key(1).key_id(), key(3).key_id()]);
     assert_eq!(verified.policy_source(), POLICY);
+    assert_eq!(verified.policy().site.id.as_str(), "plant-a");
     assert_eq!(verified.encode(), bytes);
 }
 
 #[test]
 fn a_flipped_byte_anywhere_is_refused() {
     let bytes = signed(body(2), &[1, 2]);
-    for index in 0..bytes.len() {
+    // Every byte of the prefix and header, a stride through the policy source and through the
+    // signatures (each signature check is slow in debug builds).
+    let len = bytes.len();
+    let signatures = len - 146;
+    let indices = (0..len).filter(|&i| i < 120 || i % 499 == 0 || (i >= signatures && i % 3 == 0));
+    for index in indices {
         let mut bad = bytes.clone();
         bad[index] ^= 0x01;
         let result = verify(&bad, &root(), None, now(), skew());
@@ -94,7 +100,7 @@ fn a_flipped_byte_anywhere_is_refused() {
 fn a_flipped_byte_in_the_policy_names_the_failing_signature() {
     let bytes = signed(body(2), &[1, 2]);
     let mut bad = bytes.clone();
-    let at = bytes.windows(4).position(|w| w == b"site").unwrap();
+    let at = bytes.windows(9).position(|w| w == b"line3-plc").unwrap();
     bad[at] ^= 0x20;
     match verify(&bad, &root(), None, now(), skew()) {
         Err(Refusal::BadSignature {
@@ -273,8 +279,36 @@ fn a_valid_signature_over_an_invalid_policy_is_refused() {
     b.policy_source = "[site\nid = ".into();
     let bytes = signed(b, &[1, 2]);
     match verify(&bytes, &root(), None, now(), skew()) {
-        Err(Refusal::InvalidPolicy { diagnostics }) => {
-            assert!(diagnostics.contains("bundle:policy.toml"))
+        Err(Refusal::InvalidPolicy(diagnostics)) => {
+            assert!(
+                diagnostics.to_string().contains("bundle:policy.toml:"),
+                "{diagnostics}"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Valid TOML, invalid policy (an unknown asset in a rule): every problem is named.
+    let mut b = body(2);
+    b.policy_source = POLICY.replace("line3-plc", "line9-plc").replacen(
+        "id = \"line9-plc\"",
+        "id = \"line3-plc\"",
+        1,
+    );
+    let bytes = signed(b, &[1, 2]);
+    assert!(matches!(
+        verify(&bytes, &root(), None, now(), skew()),
+        Err(Refusal::InvalidPolicy(_))
+    ));
+}
+
+#[test]
+fn a_policy_for_another_site_inside_this_sites_header_is_refused() {
+    let mut b = body(2);
+    b.policy_source = POLICY.replacen("id = \"plant-a\"", "id = \"plant-b\"", 1);
+    let bytes = signed(b, &[1, 2]);
+    match verify(&bytes, &root(), None, now(), skew()) {
+        Err(Refusal::PolicySiteMismatch { header, policy }) => {
+            assert_eq!((header.as_str(), policy.as_str()), ("plant-a", "plant-b"));
         }
         other => panic!("unexpected {other:?}"),
     }

@@ -43,9 +43,6 @@ pub struct RequestArgs {
     /// Why you need access.
     #[arg(long, value_name = "TEXT")]
     pub reason: String,
-    /// Your current TOTP code, when the rule asks for MFA.
-    #[arg(long, value_name = "CODE")]
-    pub totp: Option<String>,
     /// Print the answer as JSON.
     #[arg(long)]
     pub json: bool,
@@ -53,21 +50,9 @@ pub struct RequestArgs {
     /// socket for an emergency grant; it is granted at once and queued for review.
     #[arg(long, requires = "identity", conflicts_with_all = ["profile", "appliance", "pin", "key"])]
     pub break_glass: bool,
-    /// How to reach the appliance: a client profile file (address, pinned cert, identity, key).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["appliance", "pin", "identity", "key"])]
-    pub profile: Option<std::path::PathBuf>,
-    /// The appliance's IT-side address, host:port.
-    #[arg(long, value_name = "ADDR", requires_all = ["pin", "identity", "key"])]
-    pub appliance: Option<String>,
-    /// The appliance's certificate (PEM) to pin.
-    #[arg(long, value_name = "CERT")]
-    pub pin: Option<std::path::PathBuf>,
-    /// Your IT identity.
-    #[arg(long = "as", value_name = "ID")]
-    pub identity: Option<String>,
-    /// Your ed25519 private key file.
-    #[arg(long, value_name = "FILE")]
-    pub key: Option<std::path::PathBuf>,
+    /// How to reach the appliance and who you are.
+    #[command(flatten)]
+    pub tunnel: crate::tunnel::profile::TunnelArgs,
 }
 
 /// Run `otgate request`.
@@ -75,13 +60,51 @@ pub fn request(globals: &Globals, args: RequestArgs) -> anyhow::Result<ExitCode>
     if args.break_glass {
         return break_glass(globals, &args);
     }
-    anyhow::bail!("otgate request needs the TLS tunnel client, which is not built yet")
+    let start = match args.start.as_str() {
+        "now" => None,
+        given => Some(
+            chrono::DateTime::parse_from_rfc3339(given)
+                .map_err(|e| {
+                    hint(
+                        anyhow::anyhow!("--start {given}: {e}"),
+                        "give an RFC 3339 instant like 2026-11-28T06:00:00+01:00, or `now`",
+                    )
+                })?
+                .with_timezone(&chrono::Utc),
+        ),
+    };
+    let body = crate::daemon::it_side::RequestBody {
+        target: args.target.clone(),
+        operations: args.ops.clone(),
+        start,
+        duration_secs: args.duration.as_secs(),
+        ticket: args.ticket.clone(),
+        reason: args.reason.clone(),
+    };
+    let tunnel = args.tunnel.resolve()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let reply: crate::daemon::it_side::RequestReply = runtime.block_on(async {
+        let purpose = crate::tunnel::Purpose::Request(serde_json::to_value(&body)?);
+        let mut stream = tunnel.connect(purpose).await?;
+        let reply = crate::tunnel::handshake::read_message(&mut stream).await?;
+        anyhow::Ok(reply)
+    })?;
+    match reply {
+        crate::daemon::it_side::RequestReply::Decided(submitted) => {
+            print_submitted(&serde_json::to_value(&submitted)?, args.json)
+        }
+        crate::daemon::it_side::RequestReply::Failed { reason } => Err(anyhow::anyhow!(
+            "the appliance could not take the request: {reason}"
+        )),
+    }
 }
 
 fn break_glass(globals: &Globals, args: &RequestArgs) -> anyhow::Result<ExitCode> {
     let params = json!({
-        "as": args.identity,
-        "totp": args.totp,
+        "as": args.tunnel.identity,
+        "totp": args.tunnel.totp,
         "target": args.target,
         "operations": args.ops,
         "duration_secs": args.duration.as_secs(),

@@ -12,6 +12,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 
 use super::{hint, Globals};
 use crate::journal::event::Subjects;
+use crate::journal::export;
 use crate::journal::read::{JournalReader, StoredRecord};
 use crate::journal::verify::{self, Damage};
 
@@ -31,6 +32,17 @@ Example:
   otgate audit show --since 2026-11-28T06:00:00+01:00 --asset line3-plc
   otgate audit show --kind access --actor alice --json";
 
+const EXPORT_HELP: &str = "\
+Sends every record after the destination's cursor (DATA_DIR/export/), in order, each with its
+sequence number; the cursor moves only over records known delivered, so an outage leaves them
+waiting in the journal and a later run (or --follow) sends them without gaps. Records past the
+cursor may arrive twice after a crash; their seq marks them. Syslog uses RFC 6587 octet counting
+over TCP, or RFC 5425 over TLS (verify the collector with --ca or --pin-sha256).
+
+Example:
+  otgate audit export --to syslog+tls://siem.example:6514 --ca /etc/otgate/siem-ca.pem --follow
+  otgate audit export --to file:/media/usb/audit.jsonl --format json";
+
 /// The `otgate audit` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
@@ -40,10 +52,50 @@ pub enum AuditCommand {
     /// Show journal records, filtered by time, actor, asset, kind, grant or session.
     #[command(after_help = SHOW_HELP)]
     Show(ShowArgs),
+    /// Export the journal to a SIEM (syslog over TLS or TCP, or a file), from its durable cursor.
+    #[command(after_help = EXPORT_HELP)]
+    Export(ExportArgs),
     /// Testing only: append notes from concurrent writers until killed, printing each
     /// acknowledged seq (used by the crash tests). Never on a real appliance's data dir.
     #[command(hide = true)]
     DangerStressWriter(StressArgs),
+}
+
+/// Arguments of `otgate audit export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// syslog+tls://HOST:PORT, syslog+tcp://HOST:PORT or file:PATH.
+    #[arg(long, value_name = "DEST", value_parser = |s: &str| s.parse::<export::Destination>())]
+    pub to: export::Destination,
+    /// Message format (default: rfc5424 for syslog, json for files).
+    #[arg(long, value_enum)]
+    pub format: Option<export::Format>,
+    /// Keep following the journal and retrying the collector until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+    /// PEM file of the CA(s) that sign the collector's certificate (syslog+tls).
+    #[arg(long, value_name = "FILE", conflicts_with = "pin_sha256")]
+    pub ca: Option<PathBuf>,
+    /// SHA-256 (hex) of the collector's certificate, instead of a CA (syslog+tls).
+    #[arg(long, value_name = "HEX", value_parser = parse_pin)]
+    pub pin_sha256: Option<[u8; 32]>,
+    /// The TLS server name to verify, if not the destination's host.
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// The HOSTNAME in syslog messages (default: this machine's).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// How long TCP may leave a write unacknowledged; a record counts as delivered once the
+    /// connection outlives this after it was written.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub ack_timeout: std::time::Duration,
+}
+
+fn parse_pin(text: &str) -> Result<[u8; 32], String> {
+    let mut pin = [0u8; 32];
+    hex::decode_to_slice(text.trim().replace(':', ""), &mut pin)
+        .map_err(|_| format!("`{text}` is not a SHA-256 in hex (64 hex digits)"))?;
+    Ok(pin)
 }
 
 /// Arguments of the hidden `otgate audit danger-stress-writer`.
@@ -118,6 +170,7 @@ pub fn run(globals: &Globals, command: AuditCommand) -> anyhow::Result<ExitCode>
     match command {
         AuditCommand::Verify(args) => verify_command(globals, args),
         AuditCommand::Show(args) => show(globals, args),
+        AuditCommand::Export(args) => export_command(globals, args),
         AuditCommand::DangerStressWriter(args) => stress_writer(globals, args),
     }
 }
@@ -350,4 +403,91 @@ fn stress_writer(globals: &Globals, args: StressArgs) -> anyhow::Result<ExitCode
             .map_err(|_| anyhow::anyhow!("a writer thread panicked"))??;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn export_command(globals: &Globals, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    journal_dir(globals)?;
+    let format = args.format.unwrap_or(match args.to {
+        export::Destination::File { .. } => export::Format::Json,
+        _ => export::Format::Rfc5424,
+    });
+    let mut options = export::ExportOptions::new(args.to.clone(), format);
+    options.follow = args.follow;
+    options.ack_timeout = args.ack_timeout;
+    options.server_name = args.server_name;
+    if let Some(hostname) = args.hostname {
+        options.hostname = hostname;
+    }
+    options.tls_trust = match (args.ca, args.pin_sha256) {
+        (Some(ca), _) => Some(export::TlsTrust::CaFile(ca)),
+        (None, Some(pin)) => Some(export::TlsTrust::Pin(pin)),
+        (None, None) => None,
+    };
+    if args.follow {
+        // Stop cleanly (confirming what was sent) on Ctrl-C or SIGTERM.
+        let stop = options.stop.clone();
+        std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let terminate = async {
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(mut signal) => {
+                            signal.recv().await;
+                        }
+                        Err(_) => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate => {}
+                }
+            });
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    let progress = std::io::stderr().is_terminal();
+    let result = export::export(&globals.data_dir, &options, |notice| {
+        if !progress {
+            return;
+        }
+        match notice {
+            export::ExportNotice::Connected { from_seq } => {
+                eprintln!("connected; sending from seq {from_seq}")
+            }
+            export::ExportNotice::Failed { error, retry_in } => {
+                eprintln!(
+                    "{error}; retrying in {}",
+                    humantime::format_duration(*retry_in)
+                )
+            }
+            export::ExportNotice::Confirmed { seq } => eprintln!("delivered up to seq {seq}"),
+        }
+    });
+    match result {
+        Ok(report) => {
+            println!(
+                "exported {} records to {}; delivered up to seq {}",
+                report.sent, args.to, report.confirmed_seq
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ export::ExportError::Tls(_)) => Err(hint(
+            e,
+            "give --ca FILE (the collector's CA) or --pin-sha256 HEX (its certificate)",
+        )),
+        Err(
+            e @ (export::ExportError::Unreachable { .. } | export::ExportError::Unconfirmed { .. }),
+        ) => Err(hint(
+            e,
+            "check the collector and the link; `--follow` keeps retrying",
+        )),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -30,7 +30,7 @@ Example:
 const SIGN_HELP: &str = "\
 Examples (each authority signs the same file in turn, offline):
   otgate authority sign plant-a-v7.otgb --key hq1.key --policy plant.toml --site plant-a \\
-      --bundle-version 7 --valid-for 30d --grace 7d --previous plant-a-v6.otgb
+      --bundle-version 7 --valid-for 30d --previous plant-a-v6.otgb
   otgate authority sign plant-a-v7.otgb --key hq2.key";
 
 const VERIFY_HELP: &str = "\
@@ -126,12 +126,14 @@ pub struct SignArgs {
     /// Valid from (RFC 3339; default now).
     #[arg(long, value_name = "TIME", requires = "policy")]
     pub not_before: Option<DateTime<chrono::FixedOffset>>,
-    /// Valid for this long after not-before, e.g. `30d`.
-    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = humantime::parse_duration)]
-    pub valid_for: Duration,
-    /// How long an offline appliance keeps enforcing the bundle after it expires, e.g. `7d`.
-    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
-    pub grace: Duration,
+    /// Valid for this long after not-before, e.g. `30d` (default: the policy's
+    /// `[validity] lifetime`).
+    #[arg(long, value_name = "DURATION", requires = "policy", value_parser = humantime::parse_duration)]
+    pub valid_for: Option<Duration>,
+    /// How long an offline appliance keeps enforcing the bundle after it expires, e.g. `7d`
+    /// (default: the policy's `[validity] offline_grace`).
+    #[arg(long, value_name = "DURATION", requires = "policy", value_parser = humantime::parse_duration)]
+    pub grace: Option<Duration>,
     /// The bundle this one replaces (its hash is recorded).
     #[arg(long, value_name = "BUNDLE", requires = "policy")]
     pub previous: Option<PathBuf>,
@@ -295,16 +297,35 @@ fn sign(args: SignArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn new_bundle(args: &SignArgs, policy: &Path) -> anyhow::Result<Bundle> {
-    let source = read_limited(policy, otgate_sync::bundle::MAX_POLICY_BYTES as u64)?;
-    let source =
-        String::from_utf8(source).with_context(|| format!("{}: not UTF-8", policy.display()))?;
+fn new_bundle(args: &SignArgs, policy_path: &Path) -> anyhow::Result<Bundle> {
+    let source = read_limited(policy_path, otgate_sync::bundle::MAX_POLICY_BYTES as u64)?;
+    let source = String::from_utf8(source)
+        .with_context(|| format!("{}: not UTF-8", policy_path.display()))?;
+    let policy =
+        otgate_policy::parse(&source, &policy_path.display().to_string()).map_err(|d| {
+            hint(
+                anyhow::anyhow!(
+                    "{} is not a valid policy; nothing was signed:\n{d}",
+                    policy_path.display()
+                ),
+                format!("otgate policy check {}", policy_path.display()),
+            )
+        })?;
+    let site = args.site.clone().unwrap_or_default();
+    if policy.site.id.as_str() != site {
+        anyhow::bail!(
+            "--site {site} but the policy is for site {}",
+            policy.site.id
+        );
+    }
     let now = Utc::now();
     let not_before = args
         .not_before
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or(now);
-    let valid_for = TimeDelta::from_std(args.valid_for).context("--valid-for is too long")?;
+    let valid_for = args.valid_for.unwrap_or(policy.validity.lifetime);
+    let valid_for = TimeDelta::from_std(valid_for).context("--valid-for is too long")?;
+    let grace = args.grace.unwrap_or(policy.validity.offline_grace);
     let previous_hash = match &args.previous {
         Some(path) => {
             let bytes = read_bundle(path)?;
@@ -325,13 +346,13 @@ fn new_bundle(args: &SignArgs, policy: &Path) -> anyhow::Result<Bundle> {
     };
     let body = Body {
         header: Header {
-            site: args.site.clone().unwrap_or_default(),
+            site,
             version: args.bundle_version.unwrap_or_default(),
             issued_at: now,
             not_before,
             expires_at: not_before + valid_for,
             previous_hash,
-            grace_period_secs: args.grace.as_secs(),
+            grace_period_secs: grace.as_secs(),
         },
         policy_source: source,
         trust_root,

@@ -73,7 +73,7 @@ pub async fn handle(app: &Arc<Appliance>, method: &str, p: Value) -> Result<Valu
         }
         "grants.approve" => {
             let a: Acting = params(method, p)?;
-            let who = authenticate(app, &a).await?;
+            let who = authenticate(app, &a, "approve").await?;
             let approval = app.grants.approve(&a.id, &who).await.map_err(grant_error)?;
             to_json(&approval)
         }
@@ -83,7 +83,7 @@ pub async fn handle(app: &Arc<Appliance>, method: &str, p: Value) -> Result<Valu
             if reason.trim().is_empty() {
                 return Err(ControlError::invalid("a denial needs a reason (--reason)"));
             }
-            let who = authenticate(app, &a).await?;
+            let who = authenticate(app, &a, "deny").await?;
             app.grants
                 .deny(&a.id, &who, &reason)
                 .await
@@ -98,7 +98,7 @@ pub async fn handle(app: &Arc<Appliance>, method: &str, p: Value) -> Result<Valu
                     "a revocation needs a reason (--reason)",
                 ));
             }
-            let who = authenticate(app, &a).await?;
+            let who = authenticate(app, &a, "revoke").await?;
             app.grants
                 .revoke(&a.id, &who, RevokeCause::Manual, &reason)
                 .await
@@ -107,7 +107,7 @@ pub async fn handle(app: &Arc<Appliance>, method: &str, p: Value) -> Result<Valu
         }
         "grants.sign_off" => {
             let a: Acting = params(method, p)?;
-            let who = authenticate(app, &a).await?;
+            let who = authenticate(app, &a, "sign_off").await?;
             app.grants
                 .sign_off(&a.id, &who)
                 .await
@@ -123,7 +123,7 @@ pub async fn handle(app: &Arc<Appliance>, method: &str, p: Value) -> Result<Valu
                 password: b.password.clone(),
                 reason: None,
             };
-            let who = authenticate(app, &acting).await?;
+            let who = authenticate(app, &acting, "break_glass").await?;
             let ask = crate::grants::Ask {
                 requester: who,
                 asset: b.target,
@@ -146,10 +146,73 @@ pub async fn handle(app: &Arc<Appliance>, method: &str, p: Value) -> Result<Valu
     }
 }
 
-/// Authenticate the OT person named by `as`; returns their identity.
-async fn authenticate(app: &Arc<Appliance>, acting: &Acting) -> Result<String, ControlError> {
-    let _ = (&acting.totp, &acting.password, app);
-    Ok(acting.actor.clone())
+/// Authenticate the OT person named by `as` against the OT store (and journal the outcome);
+/// returns their identity. IT identities are not in the OT store, so they never get past here.
+async fn authenticate(
+    app: &Arc<Appliance>,
+    acting: &Acting,
+    action: &str,
+) -> Result<String, ControlError> {
+    use crate::journal::event::{AuthEvent, Event};
+    use crate::stores::Zone;
+    let Some(store) = app.ot_store.clone() else {
+        return Err(
+            ControlError::new("unauthenticated", "the OT store is not available")
+                .with_hint("check the daemon's log; the OT store opens at start"),
+        );
+    };
+    let now = app.clock.now_utc();
+    let (user, password, totp) = (
+        acting.actor.clone(),
+        acting.password.clone(),
+        acting.totp.clone(),
+    );
+    let outcome = tokio::task::spawn_blocking(move || {
+        store.authenticate(&user, password.as_deref(), totp.as_deref(), now)
+    })
+    .await
+    .map_err(|e| ControlError::internal(e.to_string()))?;
+    match outcome {
+        Ok(principal) => {
+            let event = AuthEvent::LoginSucceeded {
+                identity: principal.id().to_owned(),
+                zone: Zone::Ot,
+                method: principal.factors().method().to_owned(),
+                source: "console".to_owned(),
+                purpose: format!("{action} {}", acting.id),
+            };
+            app.journal
+                .append(Event::Auth(event))
+                .await
+                .map_err(|e| ControlError::internal(e.to_string()))?;
+            Ok(principal.id().to_owned())
+        }
+        Err(e) => {
+            let event = AuthEvent::LoginFailed {
+                identity: acting.actor.clone(),
+                zone: Zone::Ot,
+                reason: e.reason_code().to_owned(),
+                source: "console".to_owned(),
+            };
+            app.journal
+                .append_reserved(Event::Auth(event))
+                .await
+                .map_err(|e| ControlError::internal(e.to_string()))?;
+            let policy = app.policy();
+            let message = if policy.it_identity(&acting.actor).is_some()
+                && policy.ot_identity(&acting.actor).is_none()
+            {
+                format!(
+                    "{} is an IT identity: only OT identities approve, deny, revoke or sign off",
+                    acting.actor
+                )
+            } else {
+                format!("cannot authenticate {} at the console: {e}", acting.actor)
+            };
+            Err(ControlError::new("unauthenticated", message)
+                .with_hint("give your OT password (--password-stdin) and/or current --totp code"))
+        }
+    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ControlError> {

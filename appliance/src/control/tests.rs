@@ -13,6 +13,8 @@ use crate::daemon::Appliance;
 use crate::datadir::DataDir;
 use crate::grants::tests::{ask, plant, saturday_six, Memory};
 use crate::grants::{Grants, Registry};
+use crate::stores::secret::Secret;
+use crate::stores::totp::TotpEnrolment;
 
 struct Harness {
     _dir: tempfile::TempDir,
@@ -34,11 +36,36 @@ async fn harness() -> Harness {
         notices.clone(),
     );
     let shutdown = CancellationToken::new();
+    let ot_store = crate::stores::ot::OtStore::create(&data_dir.ot_store_dir()).unwrap();
+    for (id, role, seed) in [
+        ("sam", "shift-supervisor", 1),
+        ("sue", "shift-supervisor", 2),
+    ] {
+        ot_store
+            .add_user(id, &[role.to_owned()], None, saturday_six())
+            .unwrap();
+        ot_store
+            .enroll_totp_with_seed(id, Secret::new(vec![seed; 20]), saturday_six())
+            .unwrap();
+    }
+    let policy = otgate_policy::parse(
+        include_str!("../../../policies/examples/plant.toml"),
+        "plant.toml",
+    )
+    .unwrap();
     let app = Arc::new(Appliance {
         data_dir: data_dir.clone(),
         clock: Arc::new(clock),
+        journal: crate::journal::Journal::open_for_tests(dir.path()).unwrap(),
+        policy: std::sync::RwLock::new(Arc::new(policy)),
         grants,
+        ot_store: Some(ot_store),
         notices,
+        sessions: Arc::new(tokio::sync::Semaphore::new(4)),
+        config: crate::daemon::DaemonConfig::new(
+            data_dir.clone(),
+            crate::daemon::PolicySource::ActiveBundle,
+        ),
         shutdown: shutdown.clone(),
     });
     let socket = data_dir.control_socket();
@@ -50,6 +77,12 @@ async fn harness() -> Harness {
         app,
         shutdown,
     }
+}
+
+/// The TOTP code of the test user whose seed is 20 times `seed`, now.
+fn code(h: &Harness, seed: u8) -> String {
+    TotpEnrolment::from_seed(Secret::new(vec![seed; 20]), saturday_six())
+        .code_at(h.app.clock.now_utc())
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -70,12 +103,16 @@ async fn approve_over_the_socket_and_follow_notices() {
     let socket = h.socket.clone();
     let mut follower = blocking(move || Client::connect(&socket).unwrap().follow().unwrap()).await;
     let socket = h.socket.clone();
+    let sam = code(&h, 1);
     let listed = blocking(move || {
         let mut c = Client::connect(&socket).unwrap();
         assert_eq!(c.call("ping", json!(null)).unwrap(), json!({"pong": true}));
         let pending = c.call("grants.list", json!({"filter": "pending"})).unwrap();
         let approved = c
-            .call("grants.approve", json!({"id": "R-0001", "as": "sam"}))
+            .call(
+                "grants.approve",
+                json!({"id": "R-0001", "as": "sam", "totp": sam}),
+            )
             .unwrap();
         (pending, approved)
     })
@@ -104,7 +141,13 @@ async fn refusals_carry_a_code_and_bad_lines_an_error() {
         .submit(ask("alice", saturday_six()))
         .await
         .unwrap();
+    h.app
+        .grants
+        .deny("R-0001", "sam", "not this weekend")
+        .await
+        .unwrap();
     let socket = h.socket.clone();
+    let (sue, sue2) = (code(&h, 2), code(&h, 2));
     blocking(move || {
         let mut c = Client::connect(&socket).unwrap();
         let e = c
@@ -113,8 +156,41 @@ async fn refusals_carry_a_code_and_bad_lines_an_error() {
         let ClientError::Refused(e) = e else {
             panic!("{e}")
         };
-        assert_eq!(e.code, "refused");
-        assert!(e.message.contains("own request"), "{}", e.message);
+        assert_eq!(e.code, "unauthenticated");
+        assert!(
+            e.message.contains("alice is an IT identity"),
+            "{}",
+            e.message
+        );
+        let e = c.call(
+            "grants.approve",
+            json!({"id": "R-0001", "as": "sam", "totp": "000000"}),
+        );
+        let ClientError::Refused(e) = e.unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(e.code, "unauthenticated");
+        let e = c.call(
+            "grants.approve",
+            json!({"id": "R-0001", "as": "sue", "totp": sue}),
+        );
+        let ClientError::Refused(e) = e.unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(e.code, "refused", "{}", e.message);
+        assert!(e.message.contains("not waiting"), "{}", e.message);
+        let e = c.call(
+            "grants.approve",
+            json!({"id": "R-0001", "as": "sue", "totp": sue2}),
+        );
+        let ClientError::Refused(e) = e.unwrap_err() else {
+            panic!()
+        };
+        assert!(
+            e.message.contains("cannot authenticate sue"),
+            "{}",
+            e.message
+        );
         let e = c
             .call("grants.deny", json!({"id": "R-0001", "as": "sue"}))
             .unwrap_err();

@@ -54,7 +54,9 @@ pub enum RequestReply {
 /// The appliance's TLS identity, made by `otgate init`.
 pub fn load_tls(app: &Appliance) -> Result<ApplianceTls, DaemonError> {
     crate::tunnel::tls::load_server(&app.data_dir).map_err(|e| {
-        DaemonError::Tls(format!("{e} (has `otgate init` made the appliance certificate?)"))
+        DaemonError::Tls(format!(
+            "{e} (has `otgate init` made the appliance certificate?)"
+        ))
     })
 }
 
@@ -68,15 +70,40 @@ impl IdentityDirectory for PolicyDirectory {
         let app = self.app.upgrade()?;
         let policy = app.policy();
         let identity = policy.it_identity(id)?;
-        Some(ItIdentityKey { public_key: identity.public_key, expires_at: identity.expires })
+        Some(ItIdentityKey {
+            public_key: identity.public_key,
+            expires_at: identity.expires,
+        })
     }
 
-    fn mfa_required(&self, _identity: &str, purpose: &Purpose) -> bool {
+    fn mfa_required(&self, identity: &str, purpose: &Purpose) -> bool {
         // Sessions ride on a grant that was obtained with MFA where the rule asked for it.
-        // Requests give a code when they have one; policy denies a request whose rule needs MFA
-        // without one, with a reason that says so.
-        let _ = purpose;
-        false
+        // A request needs a code unless policy would grant it without one (a read-only rule
+        // that waives MFA); asking policy keeps that decision in one place.
+        let Purpose::Request(body) = purpose else {
+            return false;
+        };
+        let (Some(app), Ok(body)) = (
+            self.app.upgrade(),
+            serde_json::from_value::<RequestBody>(body.clone()),
+        ) else {
+            return true;
+        };
+        let now = app.clock.now_utc();
+        let ask = Ask {
+            requester: identity.to_owned(),
+            asset: body.target,
+            operations: body.operations,
+            start: body.start.unwrap_or(now),
+            duration_secs: body.duration_secs,
+            ticket: body.ticket,
+            reason: body.reason,
+            source: None,
+            mfa: false,
+            emergency: false,
+        };
+        let access = crate::grants::adapters::PolicyAccess::new(app.policy());
+        access.mfa_missing(&ask, now)
     }
 }
 
@@ -90,7 +117,11 @@ impl crate::tunnel::server::AuthRecorder for JournalAuth {
         event: crate::journal::event::AuthEvent,
     ) -> futures::future::BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            self.journal.append(Event::Auth(event)).await.map(|_| ()).map_err(|e| e.to_string())
+            self.journal
+                .append(Event::Auth(event))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         })
     }
 }
@@ -111,13 +142,20 @@ pub async fn serve(
         }
     };
     let auth = Authenticator::new(
-        Arc::new(PolicyDirectory { app: Arc::downgrade(&app) }),
+        Arc::new(PolicyDirectory {
+            app: Arc::downgrade(&app),
+        }),
         it_store,
-        Arc::new(JournalAuth { journal: app.journal.clone() }),
+        Arc::new(JournalAuth {
+            journal: app.journal.clone(),
+        }),
         Arc::clone(&app.clock),
         tls.fingerprint,
     );
-    let server = Arc::new(crate::tunnel::server::TunnelServer::new(&tls, Arc::new(auth)));
+    let server = Arc::new(crate::tunnel::server::TunnelServer::new(
+        &tls,
+        Arc::new(auth),
+    ));
     let max = app.config.max_sessions;
     let handler_app = Arc::clone(&app);
     server
@@ -129,11 +167,17 @@ pub async fn serve(
 }
 
 async fn handle(app: Arc<Appliance>, tunnel: Authenticated) {
-    let Authenticated { mut stream, peer, purpose } = tunnel;
+    let Authenticated {
+        mut stream,
+        peer,
+        purpose,
+    } = tunnel;
     match purpose {
         Purpose::Request(body) => {
             let reply = match serde_json::from_value::<RequestBody>(body) {
-                Err(e) => RequestReply::Failed { reason: format!("malformed request: {e}") },
+                Err(e) => RequestReply::Failed {
+                    reason: format!("malformed request: {e}"),
+                },
                 Ok(body) => {
                     let ask = Ask {
                         requester: peer.identity().to_owned(),
@@ -149,7 +193,9 @@ async fn handle(app: Arc<Appliance>, tunnel: Authenticated) {
                     };
                     match app.grants.submit(ask).await {
                         Ok(submitted) => RequestReply::Decided(submitted),
-                        Err(e) => RequestReply::Failed { reason: e.to_string() },
+                        Err(e) => RequestReply::Failed {
+                            reason: e.to_string(),
+                        },
                     }
                 }
             };
@@ -158,7 +204,11 @@ async fn handle(app: Arc<Appliance>, tunnel: Authenticated) {
             }
         }
         Purpose::Session { grant_id, asset } => {
-            let lease = match app.grants.open_session(&grant_id, peer.identity(), &asset).await {
+            let lease = match app
+                .grants
+                .open_session(&grant_id, peer.identity(), &asset)
+                .await
+            {
                 Ok(lease) => lease,
                 Err(e) => {
                     tracing::info!(grant = %grant_id, error = %e, "session refused");
@@ -167,6 +217,5 @@ async fn handle(app: Arc<Appliance>, tunnel: Authenticated) {
             };
             super::session::run(app, stream, lease).await;
         }
-        _ => tracing::info!("tunnel purpose not served"),
     }
 }

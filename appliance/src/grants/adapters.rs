@@ -22,8 +22,11 @@ use crate::journal::Journal;
 impl Recorder for Journal {
     fn record(&self, event: Event, reserved: bool) -> RecordFuture<'_> {
         Box::pin(async move {
-            let appended =
-                if reserved { self.append_reserved(event).await } else { self.append(event).await };
+            let appended = if reserved {
+                self.append_reserved(event).await
+            } else {
+                self.append(event).await
+            };
             appended.map(|_| ()).map_err(|e| RecordError(e.to_string()))
         })
     }
@@ -49,7 +52,10 @@ impl PolicyAccess {
 
 fn parse_ops(ops: &[String]) -> Result<Vec<OperationSpec>, String> {
     ops.iter()
-        .map(|o| o.parse::<OperationSpec>().map_err(|e| format!("operation `{o}`: {e}")))
+        .map(|o| {
+            o.parse::<OperationSpec>()
+                .map_err(|e| format!("operation `{o}`: {e}"))
+        })
         .collect()
 }
 
@@ -64,7 +70,10 @@ fn mode_of(mode: PolicyMode) -> GrantMode {
 fn counts_of(counts: &[PolicyRoleCount]) -> Vec<RoleCount> {
     counts
         .iter()
-        .map(|c| RoleCount { role: c.role.to_string(), count: u32::from(c.count) })
+        .map(|c| RoleCount {
+            role: c.role.to_string(),
+            count: u32::from(c.count),
+        })
         .collect()
 }
 
@@ -78,7 +87,9 @@ fn terms_of(g: Grantable, requirement: Option<&ApprovalRequirement>, words: Stri
         idle_timeout_secs: g.idle_timeout.as_secs(),
         end_on_last_disconnect: g.end_on_last_disconnect,
         revoke_on: g.revoke_on,
-        approvals_required: requirement.map(|r| counts_of(&r.required)).unwrap_or_default(),
+        approvals_required: requirement
+            .map(|r| counts_of(&r.required))
+            .unwrap_or_default(),
         approvers: requirement
             .map(|r| r.approvers.iter().map(ToString::to_string).collect())
             .unwrap_or_default(),
@@ -102,13 +113,30 @@ impl PolicyAccess {
     }
 }
 
+impl PolicyAccess {
+    /// Whether policy refuses `ask` (made without MFA) only for want of a second factor.
+    pub fn mfa_missing(&self, ask: &Ask, now: DateTime<Utc>) -> bool {
+        let Ok(ops) = parse_ops(&ask.operations) else {
+            return true;
+        };
+        let mut request = self.request_of(ask, ops, ask.emergency);
+        request.mfa = false;
+        matches!(
+            self.policy.decide(&request, now),
+            Decision::Deny(otgate_policy::DenyReason::MfaMissing { .. })
+        )
+    }
+}
+
 impl AccessPolicy for PolicyAccess {
     fn decide(&self, ask: &Ask, now: DateTime<Utc>) -> Answer {
         let ops = match parse_ops(&ask.operations) {
             Ok(ops) => ops,
             Err(e) => return Answer::Deny(e),
         };
-        let decision = self.policy.decide(&self.request_of(ask, ops, ask.emergency), now);
+        let decision = self
+            .policy
+            .decide(&self.request_of(ask, ops, ask.emergency), now);
         let words = decision.to_string();
         match decision {
             Decision::Allow(g) => Answer::Allow(terms_of(g, None, words)),
@@ -120,7 +148,9 @@ impl AccessPolicy for PolicyAccess {
     }
 
     fn ot_roles(&self, id: &str) -> Option<Vec<String>> {
-        self.policy.ot_identity(id).map(|o| o.roles.iter().map(ToString::to_string).collect())
+        self.policy
+            .ot_identity(id)
+            .map(|o| o.roles.iter().map(ToString::to_string).collect())
     }
 
     fn tally(
@@ -146,36 +176,44 @@ impl AccessPolicy for PolicyAccess {
             .iter()
             .map(|a| match self.policy.approval_by(a) {
                 Ok(approval) => approval,
-                Err(_) => Approval { approver: IdentityId::new(a.clone()), roles: Vec::new() },
+                Err(_) => Approval {
+                    approver: IdentityId::new(a.clone()),
+                    roles: Vec::new(),
+                },
             })
             .collect();
         let check = requirement.check(&approvals);
         let missing = counts_of(&check.missing);
         let Some(newest) = approvers.last() else {
-            return Tally { missing, newest: Err("nobody approved".to_owned()) };
+            return Tally {
+                missing,
+                newest: Err("nobody approved".to_owned()),
+            };
         };
         let newest = match check.counted.iter().find(|(who, _)| who == newest.as_str()) {
             Some((_, role)) => Ok(role.to_string()),
-            None => Err(match check.ignored.iter().find(|(who, _)| who == newest.as_str()) {
-                Some((_, why)) => match why {
-                    otgate_policy::IgnoredApproval::Requester => {
-                        "the requester cannot approve their own request".to_owned()
-                    }
-                    otgate_policy::IgnoredApproval::Duplicate => {
-                        format!("{newest} approved already; approvers must be distinct people")
-                    }
-                    otgate_policy::IgnoredApproval::NotListed => {
-                        format!("{newest} is not among the approvers the rule names")
-                    }
-                    otgate_policy::IgnoredApproval::NoRequiredRole => {
-                        format!("{newest} holds none of the roles the rule requires")
-                    }
-                    otgate_policy::IgnoredApproval::NotNeeded => {
-                        format!("{newest} fills no slot that is still open")
-                    }
+            None => Err(
+                match check.ignored.iter().find(|(who, _)| who == newest.as_str()) {
+                    Some((_, why)) => match why {
+                        otgate_policy::IgnoredApproval::Requester => {
+                            "the requester cannot approve their own request".to_owned()
+                        }
+                        otgate_policy::IgnoredApproval::Duplicate => {
+                            format!("{newest} approved already; approvers must be distinct people")
+                        }
+                        otgate_policy::IgnoredApproval::NotListed => {
+                            format!("{newest} is not among the approvers the rule names")
+                        }
+                        otgate_policy::IgnoredApproval::NoRequiredRole => {
+                            format!("{newest} holds none of the roles the rule requires")
+                        }
+                        otgate_policy::IgnoredApproval::NotNeeded => {
+                            format!("{newest} fills no slot that is still open")
+                        }
+                    },
+                    None => format!("{newest} does not count for this request"),
                 },
-                None => format!("{newest} does not count for this request"),
-            }),
+            ),
         };
         Tally { missing, newest }
     }
@@ -209,7 +247,11 @@ impl AccessPolicy for PolicyAccess {
             return Err(format!("the policy no longer names {requester}"));
         };
         let _ = operations;
-        let rule_roles = self.policy.rule(rule).map(|r| r.roles.clone()).unwrap_or_default();
+        let rule_roles = self
+            .policy
+            .rule(rule)
+            .map(|r| r.roles.clone())
+            .unwrap_or_default();
         if !identity.roles.iter().any(|r| rule_roles.contains(r)) {
             return Err(format!("{requester} no longer holds a role of rule {rule}"));
         }

@@ -10,6 +10,7 @@
 //! This module does not authenticate anyone: callers pass identities they authenticated
 //! (the tunnel for IT requesters, the OT store for approvers).
 
+pub mod adapters;
 pub mod registry;
 pub mod seams;
 pub mod service;

@@ -67,7 +67,7 @@ pub enum GrantError {
 }
 
 /// What a submission came to.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Submitted {
     /// `R-0001`.
     pub request_id: String,
@@ -86,7 +86,7 @@ pub struct Submitted {
 }
 
 /// What an approval came to.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Approval {
     /// `R-0001`.
     pub request_id: String,

@@ -89,6 +89,7 @@ impl AccessPolicy for Plant {
         match id {
             "sam" | "sue" => Some(vec!["shift-supervisor".into()]),
             "olga" => Some(vec!["safety-engineer".into()]),
+            "oscar" => Some(vec!["emergency".into()]),
             _ => None,
         }
     }
@@ -505,6 +506,8 @@ async fn emergency_grants_wait_for_sign_off() {
     assert_eq!(grants.list(ListFilter::Review).await.len(), 1);
     let e = grants.sign_off("G-0001", "alice").await.unwrap_err();
     assert!(e.to_string().contains("cannot sign off"), "{e}");
+    let e = grants.sign_off("G-0001", "oscar").await.unwrap_err();
+    assert!(e.to_string().contains("other than its user"), "{e}");
     grants.sign_off("G-0001", "sue").await.unwrap();
     assert!(grants.list(ListFilter::Review).await.is_empty());
     let e = grants.sign_off("G-0001", "sam").await.unwrap_err();

@@ -20,7 +20,7 @@ pub use auth::AuthEvent;
 pub use inspect::InspectEvent;
 pub use journal::{CheckpointReason, JournalEvent};
 pub use policy::PolicyEvent;
-pub use session::SessionEvent;
+pub use session::{ModbusRequestRecord, SessionEndReason, SessionEvent, SessionSubject};
 
 /// One thing that happened, as recorded in the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

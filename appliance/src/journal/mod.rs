@@ -38,7 +38,9 @@
 //!   budget less the reserve is used; [`Priority::Reserve`] appends (denials, break-glass) use the
 //!   reserve.
 
+mod config;
 pub mod event;
+pub mod export;
 pub mod keys;
 pub mod read;
 pub mod record;
@@ -54,6 +56,7 @@ use serde::Serialize;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::{SharedClock, SystemClock};
+pub use config::{parse_size, ConfigError};
 pub use event::Event;
 
 /// How the journal is written.

@@ -12,8 +12,9 @@
 //! associated data), replaced atomically (temp file, fsync, rename) with mode 0600, and changed
 //! only under the store's lock, so the daemon and the CLI never lose each other's updates. A file
 //! that fails authentication is reported as tampered, naming the file, and nothing is applied.
-//! Secrets are [`secret::Secret`]s: zeroized on drop, `[redacted]` when printed. This module does
-//! not journal; its callers (tunnel, control socket, CLI) journal what they decide.
+//! Secrets are [`secret::Secret`]s: zeroized on drop, `[redacted]` when printed. The stores
+//! themselves do not journal; callers record outcomes through [`record::AuthRecorder`] (the
+//! journal), e.g. [`ot::OtStore::authenticate_recorded`] for the console.
 //!
 //! ```text
 //! DATA_DIR/it/store.key      the IT store's key          DATA_DIR/ot/store.key     the OT key
@@ -26,15 +27,20 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod admin;
 pub mod it;
 pub mod limit;
 pub mod ot;
+pub mod record;
 pub(crate) mod sealed;
 pub mod secret;
 pub mod totp;
 pub mod vault;
 
 pub use secret::{Secret, SecretGuard};
+
+#[cfg(test)]
+mod separation_tests;
 
 /// Which side of the appliance an identity or a store belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

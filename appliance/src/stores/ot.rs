@@ -16,9 +16,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::limit::FailureCounter;
+use super::record::AuthRecorder;
 use super::sealed::{self, StoreKey, StoreLock};
 use super::totp::{EnrolmentSecret, TotpEnrolment};
 use super::{password, validate_name, AuthError, Secret, StoreError, Zone};
+use crate::journal::event::AuthEvent;
 
 pub use super::vault::{Vault, VaultEntryInfo};
 
@@ -359,6 +361,68 @@ impl OtStore {
     }
 }
 
+impl OtStore {
+    /// [`authenticate`](Self::authenticate) at the console, recorded: the blocking work (argon2,
+    /// the store's fsync) runs off the async threads, then `LoginSucceeded` or `LoginFailed`
+    /// (zone `ot`, source `console`, `purpose` e.g. `approve R-0001`) is recorded, and only a
+    /// recorded success returns the principal. Use this from the control socket's handlers.
+    pub async fn authenticate_recorded(
+        &self,
+        recorder: &dyn AuthRecorder,
+        user: &str,
+        password: Option<&str>,
+        totp: Option<&str>,
+        now: DateTime<Utc>,
+        purpose: &str,
+    ) -> Result<OtPrincipal, AuthError> {
+        let store = self.clone();
+        let (user_owned, password, totp) = (
+            user.to_owned(),
+            password.map(|p| zeroize::Zeroizing::new(p.to_owned())),
+            totp.map(str::to_owned),
+        );
+        let outcome = tokio::task::spawn_blocking(move || {
+            store.authenticate(
+                &user_owned,
+                password.as_deref().map(String::as_str),
+                totp.as_deref(),
+                now,
+            )
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(AuthError::Journal(format!(
+                "authentication task failed: {e}"
+            )))
+        });
+        match outcome {
+            Ok(principal) => {
+                let event = AuthEvent::LoginSucceeded {
+                    identity: principal.id.clone(),
+                    zone: Zone::Ot,
+                    method: principal.factors.method().to_owned(),
+                    source: "console".to_owned(),
+                    purpose: purpose.to_owned(),
+                };
+                recorder.record(event).await.map_err(AuthError::Journal)?;
+                Ok(principal)
+            }
+            Err(error) => {
+                let event = AuthEvent::LoginFailed {
+                    identity: user.to_owned(),
+                    zone: Zone::Ot,
+                    reason: error.reason_code().to_owned(),
+                    source: "console".to_owned(),
+                };
+                if let Err(e) = recorder.record(event).await {
+                    tracing::error!(error = %e, "could not journal a failed console login");
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
 fn check_factors(
     user: &str,
     account: &mut OtAccount,
@@ -530,6 +594,54 @@ mod tests {
         ));
         store.remove_user("oscar").unwrap();
         assert!(store.list_users().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn console_logins_are_recorded_before_they_count() {
+        use crate::stores::record::MemoryRecorder;
+        let (_dir, store) = store();
+        let now = Utc::now();
+        store
+            .add_user(
+                "sue",
+                &["shift-supervisor".into()],
+                Some(&Secret::from("sue password")),
+                now,
+            )
+            .unwrap();
+        let recorder = MemoryRecorder::default();
+        let p = store
+            .authenticate_recorded(
+                &recorder,
+                "sue",
+                Some("sue password"),
+                None,
+                now,
+                "approve R-0001",
+            )
+            .await
+            .unwrap();
+        assert_eq!(p.id(), "sue");
+        let err = store
+            .authenticate_recorded(
+                &recorder,
+                "alice",
+                None,
+                Some("123456"),
+                now,
+                "approve R-0001",
+            )
+            .await;
+        assert_eq!(err.unwrap_err().reason_code(), "unknown_identity");
+        let events = recorder.snapshot();
+        assert!(
+            matches!(&events[0], AuthEvent::LoginSucceeded { identity, zone: Zone::Ot, method, purpose, .. }
+            if identity == "sue" && method == "password" && purpose == "approve R-0001")
+        );
+        assert!(
+            matches!(&events[1], AuthEvent::LoginFailed { identity, zone: Zone::Ot, reason, source }
+            if identity == "alice" && reason == "unknown_identity" && source == "console")
+        );
     }
 
     #[test]

@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signature, VerifyingKey};
-use futures::future::BoxFuture;
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -35,6 +34,7 @@ use crate::clock::SharedClock;
 use crate::journal::event::AuthEvent;
 use crate::stores::it::ItStore;
 use crate::stores::limit::RateLimiter;
+pub use crate::stores::record::{AuthRecorder, MemoryRecorder};
 use crate::stores::{AuthError, Zone};
 
 /// How long the TLS handshake may take.
@@ -75,37 +75,6 @@ impl IdentityDirectory for StaticDirectory {
     }
     fn mfa_required(&self, _identity: &str, _purpose: &Purpose) -> bool {
         self.mfa_always
-    }
-}
-
-/// Where authentication outcomes are recorded before they take effect: the journal.
-pub trait AuthRecorder: Send + Sync {
-    /// Durably record `event`; an error means the outcome must not take effect.
-    fn record(&self, event: AuthEvent) -> BoxFuture<'_, Result<(), String>>;
-}
-
-/// Records events in memory: for tests.
-#[derive(Debug, Default)]
-pub struct MemoryRecorder {
-    /// What was recorded, in order.
-    pub events: Mutex<Vec<AuthEvent>>,
-}
-
-impl MemoryRecorder {
-    /// A copy of what was recorded.
-    pub fn snapshot(&self) -> Vec<AuthEvent> {
-        self.events.lock().map(|e| e.clone()).unwrap_or_default()
-    }
-}
-
-impl AuthRecorder for MemoryRecorder {
-    fn record(&self, event: AuthEvent) -> BoxFuture<'_, Result<(), String>> {
-        let result = self
-            .events
-            .lock()
-            .map(|mut e| e.push(event))
-            .map_err(|_| "poisoned".to_owned());
-        Box::pin(async move { result })
     }
 }
 

@@ -8,5 +8,8 @@
 pub mod dnp3;
 pub mod modbus;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(test)]
 mod tests;

@@ -344,3 +344,310 @@ fn seed_frames() -> &'static Vec<(bool, Vec<u8>)> {
         frames
     })
 }
+
+/// Per-file DNP3 counts from decoding a capture's payloads.
+#[derive(Debug, Default)]
+struct Dnp3Counts {
+    link_frames: usize,
+    bad_crc_frames: usize,
+    fragments: usize,
+    fragment_errors: usize,
+    headers: usize,
+    walk_stops: usize,
+}
+
+/// Decodes every DNP3 payload of a capture: TCP payloads concatenated per direction (no
+/// retransmission handling; good enough for these captures), UDP datagrams one by one.
+fn decode_dnp3_capture(path: &Path) -> Dnp3Counts {
+    use super::dnp3::{app, link, transport};
+    use std::collections::HashMap;
+    let mut counts = Dnp3Counts::default();
+    let mut streams: HashMap<(u16, u16), Vec<u8>> = HashMap::new();
+    let mut reassemblers: HashMap<(u16, u16, u16, u16), transport::Reassembler> = HashMap::new();
+    for payload in payloads(path) {
+        let key = (payload.src_port, payload.dst_port);
+        let buffer = streams.entry(key).or_default();
+        if payload.udp {
+            buffer.clear();
+        }
+        buffer.extend_from_slice(&payload.bytes);
+        let mut consumed = 0;
+        loop {
+            let rest = &buffer[consumed..];
+            match link::frame_len(rest) {
+                link::FrameStatus::Complete(n) => {
+                    let bytes = &rest[..n];
+                    consumed += n;
+                    let (frame, crcs) = link::Frame::new_lenient(bytes).unwrap();
+                    counts.link_frames += 1;
+                    if !crcs.is_clean() {
+                        counts.bad_crc_frames += 1;
+                        continue;
+                    }
+                    let mut out = [0u8; link::MAX_USER_DATA];
+                    let user = frame.payload(&mut out).unwrap();
+                    // The emitted frame equals the captured one.
+                    let mut emitted = [0u8; link::MAX_FRAME_LEN];
+                    let len = frame.header().emit(user, &mut emitted).unwrap();
+                    assert_eq!(&emitted[..len], bytes);
+                    if !frame.control().carries_user_data() {
+                        continue;
+                    }
+                    let Ok(segment) = transport::Segment::parse(user) else {
+                        continue;
+                    };
+                    let pair = (key.0, key.1, frame.source(), frame.destination());
+                    let r = reassemblers.entry(pair).or_default();
+                    if let Ok(transport::Reassembly::Complete(fragment)) = r.push(segment) {
+                        match app::Fragment::parse(fragment) {
+                            Ok(f) => {
+                                counts.fragments += 1;
+                                for header in f.object_headers() {
+                                    match header {
+                                        Ok(_) => counts.headers += 1,
+                                        Err(_) => counts.walk_stops += 1,
+                                    }
+                                }
+                                super::fuzzing::dnp3_app(fragment);
+                            }
+                            Err(_) => counts.fragment_errors += 1,
+                        }
+                    }
+                }
+                link::FrameStatus::NeedMore => break,
+                link::FrameStatus::Invalid(_) => {
+                    consumed += link::find_start(rest.get(1..).unwrap_or_default())
+                        .map_or(rest.len(), |i| i + 1);
+                }
+            }
+            if consumed >= buffer.len() {
+                break;
+            }
+        }
+        buffer.drain(..consumed.min(buffer.len()));
+    }
+    counts
+}
+
+/// tshark's DNP3 application fragment count per file, from `counts.psv`.
+fn tshark_dnp3_fragments() -> std::collections::HashMap<String, usize> {
+    let text = std::fs::read_to_string(Path::new(PCAPS).join("counts.psv")).unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split('|').collect();
+            Some((fields.first()?.to_string(), fields.get(9)?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn dnp3_captures_decode_in_layers() {
+    let mut files = pcap_files("dnp3");
+    files.extend(pcap_files("dnp3/opendnp3_conformance"));
+    if files.is_empty() {
+        eprintln!("no captures under {PCAPS}/dnp3; skipping");
+        return;
+    }
+    let oracle = tshark_dnp3_fragments();
+    let (mut total, mut agree, mut compared) = (Dnp3Counts::default(), 0, 0);
+    for file in &files {
+        let counts = decode_dnp3_capture(file);
+        let name = file
+            .strip_prefix(PCAPS)
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches('/')
+            .to_string();
+        if let Some(&want) = oracle.get(&name) {
+            compared += 1;
+            if want == counts.fragments {
+                agree += 1;
+            } else {
+                eprintln!(
+                    "{name}: {} fragments, tshark {want} ({counts:?})",
+                    counts.fragments
+                );
+            }
+        }
+        total.link_frames += counts.link_frames;
+        total.bad_crc_frames += counts.bad_crc_frames;
+        total.fragments += counts.fragments;
+        total.fragment_errors += counts.fragment_errors;
+        total.headers += counts.headers;
+        total.walk_stops += counts.walk_stops;
+    }
+    eprintln!("dnp3 captures: {} files, {total:?}; fragment counts agree with tshark on {agree}/{compared}", files.len());
+    assert!(total.fragments > 500, "{total:?}");
+    assert!(total.headers > total.fragments / 2, "{total:?}");
+    assert!(
+        agree * 10 >= compared * 8,
+        "fragment counts agree with tshark on only {agree}/{compared}"
+    );
+}
+
+#[test]
+fn fuzz_entry_points_accept_capture_payloads() {
+    for dir in ["modbus", "dnp3"] {
+        for file in pcap_files(dir) {
+            for payload in payloads(&file).iter().take(2000) {
+                super::fuzzing::modbus_adu(&payload.bytes);
+                super::fuzzing::modbus_stream(&payload.bytes);
+                super::fuzzing::dnp3_link(&payload.bytes);
+                super::fuzzing::dnp3_app(&payload.bytes);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn dnp3_link_emit_then_parse(
+        control in any::<u8>(), destination in any::<u16>(), source in any::<u16>(),
+        user in prop::collection::vec(any::<u8>(), 0..=250),
+    ) {
+        use super::dnp3::link;
+        let header = link::Header { control: link::Control(control), destination, source };
+        let mut buf = [0u8; link::MAX_FRAME_LEN];
+        let n = header.emit(&user, &mut buf).unwrap();
+        prop_assert_eq!(n, link::Header::buffer_len(user.len()));
+        prop_assert_eq!(link::frame_len(&buf[..n]), link::FrameStatus::Complete(n));
+        let frame = link::Frame::new_checked(&buf[..n]).unwrap();
+        prop_assert_eq!(frame.header(), header);
+        let mut out = [0u8; link::MAX_USER_DATA];
+        prop_assert_eq!(frame.payload(&mut out).unwrap(), &user[..]);
+    }
+
+    #[test]
+    fn dnp3_transport_reassembles_any_split(
+        fragment in prop::collection::vec(any::<u8>(), 1..=2048),
+        sizes in prop::collection::vec(1usize..=249, 1..40),
+        first_seq in 0u8..64,
+    ) {
+        use super::dnp3::transport::{Reassembler, Reassembly, Segment, TransportHeader};
+        let mut r = Reassembler::<2048>::new();
+        let mut offset = 0;
+        let mut seq = first_seq;
+        let mut result = None;
+        let mut i = 0;
+        while offset < fragment.len() {
+            let size = sizes[i % sizes.len()].min(fragment.len() - offset);
+            let fir = offset == 0;
+            let fin = offset + size == fragment.len();
+            let segment = Segment { header: TransportHeader::new(fir, fin, seq), data: &fragment[offset..offset + size] };
+            match r.push(segment).unwrap() {
+                Reassembly::Complete(bytes) => result = Some(bytes.to_vec()),
+                Reassembly::Partial => prop_assert!(!fin),
+                Reassembly::Duplicate => prop_assert!(false, "no duplicates sent"),
+            }
+            offset += size;
+            seq = (seq + 1) & 0x3F;
+            i += 1;
+        }
+        prop_assert_eq!(result, Some(fragment));
+    }
+
+    #[test]
+    fn dnp3_arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        super::fuzzing::dnp3_link(&bytes);
+        super::fuzzing::dnp3_app(&bytes);
+        // And as a frame with valid CRCs around arbitrary user data.
+        use super::dnp3::link;
+        let user = &bytes[..bytes.len().min(link::MAX_USER_DATA)];
+        let header = link::Header { control: link::Control(0xC4), destination: 1, source: 2 };
+        let mut buf = [0u8; link::MAX_FRAME_LEN];
+        let n = header.emit(user, &mut buf).unwrap();
+        super::fuzzing::dnp3_link(&buf[..n]);
+    }
+
+    #[test]
+    fn modbus_fuzz_entry_points_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        super::fuzzing::modbus_adu(&bytes);
+        super::fuzzing::modbus_stream(&bytes);
+    }
+}
+
+/// Writes the fuzz seed corpora under `appliance/fuzz/corpus/<target>/` from the captures.
+/// Run by hand: `cargo test -p otgate --lib wire::tests::write_fuzz_corpus -- --ignored`.
+#[test]
+#[ignore = "writes files into the source tree; run by hand to refresh the fuzz corpora"]
+fn write_fuzz_corpus() {
+    use super::dnp3::{link, transport};
+    use sha2::Digest;
+    use std::collections::BTreeMap;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let mut corpora: BTreeMap<&str, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+    let mut add = |target: &'static str, bytes: &[u8]| {
+        let name = hex::encode(&sha2::Sha256::digest(bytes)[..8]);
+        corpora
+            .entry(target)
+            .or_default()
+            .insert(name, bytes.to_vec());
+    };
+    for (_, frame) in seed_frames() {
+        add("modbus_adu", frame);
+    }
+    let mut streams = 0;
+    for file in pcap_files("modbus") {
+        for payload in payloads(&file)
+            .iter()
+            .filter(|p| p.bytes.len() > 12)
+            .take(8)
+        {
+            // The first byte seeds the chunk sizes in `fuzzing::modbus_stream`.
+            let mut seed = vec![streams as u8];
+            seed.extend_from_slice(&payload.bytes);
+            add("modbus_stream", &seed);
+            streams += 1;
+        }
+    }
+    let mut files = pcap_files("dnp3");
+    files.extend(pcap_files("dnp3/opendnp3_conformance"));
+    let mut shapes = std::collections::HashSet::new();
+    for file in files {
+        let mut reassembler = transport::Reassembler::<2048>::new();
+        for payload in payloads(&file) {
+            if shapes.insert((
+                payload.bytes.len(),
+                payload.bytes.get(10..14).map(<[u8]>::to_vec),
+            )) {
+                add("dnp3_link", &payload.bytes);
+            }
+            let mut rest: &[u8] = &payload.bytes;
+            while let link::FrameStatus::Complete(n) = link::frame_len(rest) {
+                let (bytes, tail) = rest.split_at(n);
+                rest = tail;
+                let Ok(frame) = link::Frame::new_checked(bytes) else {
+                    continue;
+                };
+                let mut out = [0u8; link::MAX_USER_DATA];
+                let Ok(user) = frame.payload(&mut out) else {
+                    continue;
+                };
+                if !frame.control().carries_user_data() {
+                    continue;
+                }
+                let Ok(segment) = transport::Segment::parse(user) else {
+                    continue;
+                };
+                if let Ok(transport::Reassembly::Complete(fragment)) = reassembler.push(segment) {
+                    if fragment.len() > 2
+                        && shapes.insert((fragment.len(), fragment.get(1..4).map(<[u8]>::to_vec)))
+                    {
+                        add("dnp3_app", fragment);
+                    }
+                }
+            }
+        }
+    }
+    for (target, seeds) in corpora {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in &seeds {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        eprintln!("{target}: {} seeds", seeds.len());
+    }
+}

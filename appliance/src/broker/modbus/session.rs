@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use otgate_policy::modbus::ModbusOp;
-use otgate_policy::GrantScope;
+use otgate_policy::{GrantScope, OpVerdict};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -138,7 +138,9 @@ where
     if let Err(error) = ctx.journal.append(Event::Session(started)).await {
         tracing::error!(session = %ctx.session_id, %error, "cannot journal the session start");
         return SessionOutcome {
-            reason: SessionEndReason::JournalUnavailable { detail: error.to_string() },
+            reason: SessionEndReason::JournalUnavailable {
+                detail: error.to_string(),
+            },
             forwarded: 0,
             refused: 0,
         };
@@ -206,7 +208,11 @@ where
         });
     }
     tracing::info!(session = %ctx.session_id, %reason, forwarded, refused, "session ended");
-    SessionOutcome { reason, forwarded, refused }
+    SessionOutcome {
+        reason,
+        forwarded,
+        refused,
+    }
 }
 
 struct Session<'a> {
@@ -258,7 +264,9 @@ impl Session<'_> {
                     }
                     FrameStatus::Invalid(error) => {
                         self.refused += 1;
-                        return SessionEndReason::ProtocolViolation { detail: error.to_string() };
+                        return SessionEndReason::ProtocolViolation {
+                            detail: error.to_string(),
+                        };
                     }
                     FrameStatus::NeedMore => {}
                 }
@@ -322,8 +330,7 @@ impl Session<'_> {
         }
         let events: Vec<Event> = batch.iter().map(|d| self.event_for(d)).collect();
         let receipts =
-            futures::future::join_all(events.into_iter().map(|e| self.ctx.journal.append(e)))
-                .await;
+            futures::future::join_all(events.into_iter().map(|e| self.ctx.journal.append(e))).await;
         let mut journal_failure = None;
         for (decided, receipt) in batch.into_iter().zip(receipts) {
             match receipt {
@@ -359,7 +366,9 @@ impl Session<'_> {
         let now = Instant::now();
         let at = Utc::now();
         let header = frame.first_chunk::<MBAP_LEN>().map(MbapHeader::parse);
-        let (client_tid, unit) = header.map(|h| (h.transaction_id, h.unit_id)).unwrap_or((0, 0));
+        let (client_tid, unit) = header
+            .map(|h| (h.transaction_id, h.unit_id))
+            .unwrap_or((0, 0));
         let function = FunctionCode(frame.get(MBAP_LEN).copied().unwrap_or(0));
         let mut in_flight = InFlight {
             client_tid,
@@ -400,7 +409,10 @@ impl Session<'_> {
         in_flight.request.values = values_written(&request);
         in_flight.bits = bits_asked(&request);
         if !ctx.unit_ids.contains(&unit) {
-            let reason = format!("unit {unit} is not one of the asset's units {:?}", ctx.unit_ids);
+            let reason = format!(
+                "unit {unit} is not one of the asset's units {:?}",
+                ctx.unit_ids
+            );
             return refuse(in_flight, ExceptionCode::GATEWAY_PATH_UNAVAILABLE, reason);
         }
         if ops.is_empty() {
@@ -415,7 +427,11 @@ impl Session<'_> {
                 return refuse(in_flight, code, reason);
             }
         }
-        Decided { frame, in_flight, refusal: None }
+        Decided {
+            frame,
+            in_flight,
+            refusal: None,
+        }
     }
 
     fn event_for(&self, decided: &Decided) -> Event {
@@ -438,12 +454,17 @@ impl Session<'_> {
             Some((code, reason)) => {
                 self.refused += 1;
                 self.send_exception(&decided.in_flight, code);
-                let response = ResponseRecord::Exception { code: code.0, source: ExceptionSource::Broker };
+                let response = ResponseRecord::Exception {
+                    code: code.0,
+                    source: ExceptionSource::Broker,
+                };
                 self.record(decided.in_flight, Decision::Refused, Some(reason), response);
             }
             None => {
                 self.forwarded += 1;
-                let forwarding = self.upstream.forward(&decided.frame, decided.in_flight, receipt);
+                let forwarding = self
+                    .upstream
+                    .forward(&decided.frame, decided.in_flight, receipt);
                 let result = tokio::select! {
                     biased;
                     result = forwarding => result,
@@ -462,10 +483,13 @@ impl Session<'_> {
         match event {
             UpstreamEvent::Answered { meta, pdu } => {
                 let response = match Response::parse(meta.function, &pdu) {
-                    Ok(Response::Exception(e)) => {
-                        ResponseRecord::Exception { code: e.code.0, source: ExceptionSource::Plc }
-                    }
-                    Ok(response) => ResponseRecord::Ok { values: values_read(&response, meta.bits) },
+                    Ok(Response::Exception(e)) => ResponseRecord::Exception {
+                        code: e.code.0,
+                        source: ExceptionSource::Plc,
+                    },
+                    Ok(response) => ResponseRecord::Ok {
+                        values: values_read(&response, meta.bits),
+                    },
                     Err(_) => ResponseRecord::Ok { values: Vec::new() },
                 };
                 let header = MbapHeader::for_pdu(meta.client_tid, meta.unit, pdu.len());
@@ -475,18 +499,25 @@ impl Session<'_> {
                 }
                 self.record(meta, Decision::Forwarded, None, response);
             }
-            UpstreamEvent::Failed { meta, exception, detail } => {
+            UpstreamEvent::Failed {
+                meta,
+                exception,
+                detail,
+            } => {
                 tracing::debug!(session = %self.ctx.session_id, %detail, %exception, "answering for the PLC");
                 self.send_exception(&meta, exception);
-                let response =
-                    ResponseRecord::Exception { code: exception.0, source: ExceptionSource::Broker };
+                let response = ResponseRecord::Exception {
+                    code: exception.0,
+                    source: ExceptionSource::Broker,
+                };
                 self.record(meta, Decision::Forwarded, Some(detail), response);
             }
         }
     }
 
     fn send_exception(&mut self, in_flight: &InFlight, code: ExceptionCode) {
-        let adu = Exception::new(in_flight.function, code).adu(in_flight.client_tid, in_flight.unit);
+        let adu =
+            Exception::new(in_flight.function, code).adu(in_flight.client_tid, in_flight.unit);
         self.out.extend_from_slice(&adu);
     }
 
@@ -497,7 +528,9 @@ impl Session<'_> {
         reason: Option<String>,
         response: ResponseRecord,
     ) {
-        let Some(recorder) = self.recorder.as_mut() else { return };
+        let Some(recorder) = self.recorder.as_mut() else {
+            return;
+        };
         let latency = in_flight.arrived.elapsed();
         recorder.write(&RecordLine::Transaction(TransactionRecord {
             at: in_flight.at,
@@ -516,21 +549,19 @@ impl Session<'_> {
 
 /// Ask the scope about one op; `Some` is a refusal with its exception and reason.
 fn check(scope: &GrantScope, asset: &str, op: &ModbusOp) -> Option<(ExceptionCode, String)> {
-    use otgate_policy::{ModbusRefusal, OpVerdict};
     match scope.check_modbus(asset, op) {
         OpVerdict::Allow => None,
         OpVerdict::Refuse { reason, refusal } => {
-            let code = match refusal {
-                ModbusRefusal::IllegalFunction => ExceptionCode::ILLEGAL_FUNCTION,
-                ModbusRefusal::IllegalDataAddress => ExceptionCode::ILLEGAL_DATA_ADDRESS,
-            };
-            Some((code, reason.to_string()))
+            Some((ExceptionCode(refusal.exception_code()), reason.to_string()))
         }
     }
 }
 
 /// Read once into the spare room of `buf` (never past [`CLIENT_BUFFER`]). Cancel-safe.
-async fn read_some<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
     let room = CLIENT_BUFFER.saturating_sub(buf.len());
     let mut chunk = [0u8; CLIENT_BUFFER];
     let chunk = chunk.get_mut(..room).unwrap_or_default();
@@ -558,7 +589,11 @@ fn registers(bytes: &[u8]) -> Vec<u16> {
 
 fn bits(bytes: &[u8], count: usize) -> Vec<u16> {
     (0..count.min(bytes.len() * 8))
-        .map(|i| bytes.get(i / 8).map_or(0, |b| u16::from((b >> (i % 8)) & 1)))
+        .map(|i| {
+            bytes
+                .get(i / 8)
+                .map_or(0, |b| u16::from((b >> (i % 8)) & 1))
+        })
         .collect()
 }
 
@@ -567,10 +602,14 @@ fn values_written(request: &Request<'_>) -> Vec<u16> {
     match *request {
         Request::WriteSingleCoil { on, .. } => vec![u16::from(on)],
         Request::WriteSingleRegister { value, .. } => vec![value],
-        Request::WriteMultipleCoils { quantity, values, .. } => bits(values, usize::from(quantity)),
+        Request::WriteMultipleCoils {
+            quantity, values, ..
+        } => bits(values, usize::from(quantity)),
         Request::WriteMultipleRegisters { values, .. }
         | Request::ReadWriteMultipleRegisters { values, .. } => registers(values),
-        Request::MaskWriteRegister { and_mask, or_mask, .. } => vec![and_mask, or_mask],
+        Request::MaskWriteRegister {
+            and_mask, or_mask, ..
+        } => vec![and_mask, or_mask],
         _ => Vec::new(),
     }
 }

@@ -5,8 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use otgate_policy::modbus::{AddressRange, ModbusClass, Table};
-use otgate_policy::GrantScope;
+use otgate_policy::{AssetId, GrantScope, OperationSpec, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -22,21 +21,36 @@ use crate::journal::read::JournalReader;
 use crate::journal::Journal;
 use crate::sim::plc::{self, PlcConfig, PlcHandle};
 
-/// A scope granting `read` everywhere and `write` to holding registers 100-199 (the sample
-/// plant's line3-maintenance rule), plus whatever else a test adds.
-fn maintenance_scope(extra: &[ModbusClass]) -> GrantScope {
-    let mut allowed = vec![
-        (ModbusClass::Read, None, None),
-        (
-            ModbusClass::Write,
-            Some(Table::HoldingRegisters),
-            Some(AddressRange::new(100, 199).unwrap()),
-        ),
-    ];
-    for class in extra {
-        allowed.push((*class, None, None));
+/// A scope on `line3-plc` (unit 1) made of operation strings as people write them.
+pub(crate) fn scope_of(ops: &[&str]) -> GrantScope {
+    let modbus = ops
+        .iter()
+        .map(|text| match text.parse::<OperationSpec>().unwrap() {
+            OperationSpec::Modbus(mut spec) => {
+                if spec.units.is_empty() {
+                    spec.units = vec![1];
+                }
+                spec
+            }
+            other => panic!("not a Modbus operation: {other:?}"),
+        })
+        .collect();
+    GrantScope {
+        asset: AssetId::new("line3-plc"),
+        protocol: Protocol::Modbus,
+        modbus,
+        dnp3: Vec::new(),
+        vnc: None,
+        tcp: false,
     }
-    GrantScope { allowed }
+}
+
+/// The sample plant's line3-maintenance grant: read, and write holding registers 100-199, plus
+/// whatever else a test adds.
+fn maintenance_scope(extra: &[&str]) -> GrantScope {
+    let mut ops = vec!["read", "write:holding-registers:100-199"];
+    ops.extend_from_slice(extra);
+    scope_of(&ops)
 }
 
 struct Harness {
@@ -69,11 +83,15 @@ impl Default for Options {
 }
 
 async fn start(options: Options) -> Harness {
-    let plc = plc::spawn("127.0.0.1:0".parse().unwrap(), PlcConfig::default()).await.unwrap();
+    let plc = plc::spawn("127.0.0.1:0".parse().unwrap(), PlcConfig::default())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open_for_tests(dir.path()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
     let (server, _) = listener.accept().await.unwrap();
     let cancel = CancellationToken::new();
     let ctx = SessionContext {
@@ -92,7 +110,14 @@ async fn start(options: Options) -> Harness {
         upstream_timeout: options.upstream_timeout,
     };
     let session = tokio::spawn(run_session(server, ctx));
-    Harness { plc, dir, journal, cancel, client: Some(client), session }
+    Harness {
+        plc,
+        dir,
+        journal,
+        cancel,
+        client: Some(client),
+        session,
+    }
 }
 
 impl Harness {
@@ -147,16 +172,19 @@ fn refused(events: &[SessionEvent]) -> Vec<(u8, u8)> {
     events
         .iter()
         .filter_map(|e| match e {
-            SessionEvent::OperationRefused { request, exception, .. } => {
-                Some((request.function, *exception))
-            }
+            SessionEvent::OperationRefused {
+                request, exception, ..
+            } => Some((request.function, *exception)),
             _ => None,
         })
         .collect()
 }
 
 fn forwarded(events: &[SessionEvent]) -> usize {
-    events.iter().filter(|e| matches!(e, SessionEvent::OperationForwarded { .. })).count()
+    events
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::OperationForwarded { .. }))
+        .count()
 }
 
 fn end_reason(events: &[SessionEvent]) -> SessionEndReason {
@@ -171,9 +199,18 @@ async fn reads_pass_and_a_write_inside_the_grant_changes_the_plc() {
     let mut h = start(Options::default()).await;
     h.plc.set_holding_register(10, 77);
     let mut ctx = h.modbus();
-    assert_eq!(ctx.read_holding_registers(9, 3).await.unwrap().unwrap(), vec![0, 77, 0]);
-    assert_eq!(ctx.read_input_registers(5, 2).await.unwrap().unwrap(), vec![5, 6]);
-    ctx.write_multiple_registers(150, &[1, 2, 3]).await.unwrap().unwrap();
+    assert_eq!(
+        ctx.read_holding_registers(9, 3).await.unwrap().unwrap(),
+        vec![0, 77, 0]
+    );
+    assert_eq!(
+        ctx.read_input_registers(5, 2).await.unwrap().unwrap(),
+        vec![5, 6]
+    );
+    ctx.write_multiple_registers(150, &[1, 2, 3])
+        .await
+        .unwrap()
+        .unwrap();
     ctx.write_single_register(199, 9).await.unwrap().unwrap();
     assert_eq!(h.plc.holding_register(151), Some(2));
     assert_eq!(h.plc.holding_register(199), Some(9));
@@ -181,14 +218,26 @@ async fn reads_pass_and_a_write_inside_the_grant_changes_the_plc() {
     let (outcome, events, lines) = h.finish().await;
     assert_eq!(outcome.reason, SessionEndReason::ClientClosed);
     assert_eq!((outcome.forwarded, outcome.refused), (4, 0));
-    assert!(matches!(events.first(), Some(SessionEvent::SessionStarted { .. })));
+    assert!(matches!(
+        events.first(),
+        Some(SessionEvent::SessionStarted { .. })
+    ));
     assert_eq!(forwarded(&events), 4);
     assert_eq!(end_reason(&events), SessionEndReason::ClientClosed);
     // The recording has the session line, 4 transactions with values, and the end.
     assert_eq!(lines.len(), 6);
-    let RecordLine::Transaction(first) = &lines[1] else { panic!("{:?}", lines[1]) };
-    assert_eq!(first.response, ResponseRecord::Ok { values: vec![0, 77, 0] });
-    let RecordLine::Transaction(write) = &lines[3] else { panic!("{:?}", lines[3]) };
+    let RecordLine::Transaction(first) = &lines[1] else {
+        panic!("{:?}", lines[1])
+    };
+    assert_eq!(
+        first.response,
+        ResponseRecord::Ok {
+            values: vec![0, 77, 0]
+        }
+    );
+    let RecordLine::Transaction(write) = &lines[3] else {
+        panic!("{:?}", lines[3])
+    };
     assert_eq!(write.values_written, vec![1, 2, 3]);
     assert_eq!(write.decision, Decision::Forwarded);
 }
@@ -204,7 +253,10 @@ async fn a_write_outside_the_grant_gets_02_and_never_reaches_the_plc() {
     let answer = ctx.write_multiple_registers(195, &[1; 10]).await.unwrap();
     assert_eq!(answer, Err(TmException::IllegalDataAddress));
     // FC 23: the write half outside the grant refuses the whole request.
-    let answer = ctx.read_write_multiple_registers(0, 2, 300, &[4, 4]).await.unwrap();
+    let answer = ctx
+        .read_write_multiple_registers(0, 2, 300, &[4, 4])
+        .await
+        .unwrap();
     assert_eq!(answer, Err(TmException::IllegalDataAddress));
     // FC 22 mask write outside.
     let answer = ctx.masked_write_register(99, 0, 0xFF).await.unwrap();
@@ -212,16 +264,27 @@ async fn a_write_outside_the_grant_gets_02_and_never_reaches_the_plc() {
     // Coils are not granted at all.
     let answer = ctx.write_single_coil(150, true).await.unwrap();
     assert_eq!(answer, Err(TmException::IllegalDataAddress));
-    assert_eq!(h.plc.requests_served(), served, "a refused request reached the PLC");
+    assert_eq!(
+        h.plc.requests_served(),
+        served,
+        "a refused request reached the PLC"
+    );
     assert_eq!(h.plc.holding_register(200), Some(0));
     assert_eq!(h.plc.holding_register(195), Some(0));
     assert_eq!(h.plc.coil(150), Some(false));
     // FC 23 inside the grant passes both halves.
-    let read = ctx.read_write_multiple_registers(100, 2, 100, &[8, 9]).await.unwrap().unwrap();
+    let read = ctx
+        .read_write_multiple_registers(100, 2, 100, &[8, 9])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(read, vec![8, 9]);
     drop(ctx);
     let (outcome, events, _) = h.finish().await;
-    assert_eq!(refused(&events), vec![(6, 2), (16, 2), (23, 2), (22, 2), (5, 2)]);
+    assert_eq!(
+        refused(&events),
+        vec![(6, 2), (16, 2), (23, 2), (22, 2), (5, 2)]
+    );
     assert_eq!((outcome.forwarded, outcome.refused), (1, 5));
 }
 
@@ -230,8 +293,12 @@ async fn diagnostics_device_id_and_vendor_codes_need_their_class() {
     let mut h = start(Options::default()).await;
     let client = h.raw();
     // FC 8 sub-function 0, FC 43/14, FC 90 and an unassigned code 0x41: none granted -> 01.
-    let requests: [&[u8]; 4] =
-        [&[0x08, 0x00, 0x00, 0x12, 0x34], &[0x2B, 0x0E, 0x01, 0x00], &[0x5A, 0x00, 0x02], &[0x41]];
+    let requests: [&[u8]; 4] = [
+        &[0x08, 0x00, 0x00, 0x12, 0x34],
+        &[0x2B, 0x0E, 0x01, 0x00],
+        &[0x5A, 0x00, 0x02],
+        &[0x41],
+    ];
     for (i, pdu) in requests.iter().enumerate() {
         client.write_all(&frame(i as u16, 1, pdu)).await.unwrap();
         let answer = read_frame(client).await;
@@ -241,20 +308,32 @@ async fn diagnostics_device_id_and_vendor_codes_need_their_class() {
     assert_eq!(h.plc.requests_served(), 0);
     drop(h.client.take());
     let (_, events, _) = h.finish().await;
-    assert_eq!(refused(&events), vec![(8, 1), (0x2B, 1), (0x5A, 1), (0x41, 1)]);
+    assert_eq!(
+        refused(&events),
+        vec![(8, 1), (0x2B, 1), (0x5A, 1), (0x41, 1)]
+    );
 }
 
 #[tokio::test]
 async fn a_granted_vendor_code_passes_unchanged() {
     let mut h = start(Options {
-        scope: maintenance_scope(&[ModbusClass::Program, ModbusClass::DeviceId]),
+        scope: maintenance_scope(&["program", "device-id"]),
         ..Options::default()
     })
     .await;
     let client = h.raw();
-    client.write_all(&frame(0x1234, 1, &[0x5A, 0x00, 0x02, 0xAB])).await.unwrap();
-    assert_eq!(read_frame(client).await, frame(0x1234, 1, &[0x5A, 0x00, 0x02, 0xAB]));
-    client.write_all(&frame(7, 1, &[0x2B, 0x0E, 0x01, 0x00])).await.unwrap();
+    client
+        .write_all(&frame(0x1234, 1, &[0x5A, 0x00, 0x02, 0xAB]))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_frame(client).await,
+        frame(0x1234, 1, &[0x5A, 0x00, 0x02, 0xAB])
+    );
+    client
+        .write_all(&frame(7, 1, &[0x2B, 0x0E, 0x01, 0x00]))
+        .await
+        .unwrap();
     let answer = read_frame(client).await;
     assert_eq!(&answer[..2], &[0, 7]);
     assert_eq!(&answer[7..9], &[0x2B, 0x0E]);
@@ -265,7 +344,10 @@ async fn a_granted_vendor_code_passes_unchanged() {
 async fn a_unit_the_grant_lacks_gets_0a() {
     let mut h = start(Options::default()).await;
     let client = h.raw();
-    client.write_all(&frame(1, 7, &[0x03, 0x00, 0x00, 0x00, 0x01])).await.unwrap();
+    client
+        .write_all(&frame(1, 7, &[0x03, 0x00, 0x00, 0x00, 0x01]))
+        .await
+        .unwrap();
     assert_eq!(read_frame(client).await, frame(1, 7, &[0x83, 0x0A]));
     assert_eq!(h.plc.requests_served(), 0);
     drop(h.client.take());
@@ -278,13 +360,29 @@ async fn a_malformed_pdu_gets_03_and_the_session_goes_on() {
     let mut h = start(Options::default()).await;
     let client = h.raw();
     // FC 16 whose byte count disagrees with its quantity.
-    client.write_all(&frame(1, 1, &[0x10, 0x00, 0x64, 0x00, 0x02, 0x02, 0x00, 0x01])).await.unwrap();
+    client
+        .write_all(&frame(
+            1,
+            1,
+            &[0x10, 0x00, 0x64, 0x00, 0x02, 0x02, 0x00, 0x01],
+        ))
+        .await
+        .unwrap();
     assert_eq!(read_frame(client).await, frame(1, 1, &[0x90, 0x03]));
     // FC 3 asking for 126 registers.
-    client.write_all(&frame(2, 1, &[0x03, 0x00, 0x00, 0x00, 0x7E])).await.unwrap();
+    client
+        .write_all(&frame(2, 1, &[0x03, 0x00, 0x00, 0x00, 0x7E]))
+        .await
+        .unwrap();
     assert_eq!(read_frame(client).await, frame(2, 1, &[0x83, 0x03]));
-    client.write_all(&frame(3, 1, &[0x03, 0x00, 0x00, 0x00, 0x01])).await.unwrap();
-    assert_eq!(read_frame(client).await, frame(3, 1, &[0x03, 0x02, 0x00, 0x00]));
+    client
+        .write_all(&frame(3, 1, &[0x03, 0x00, 0x00, 0x00, 0x01]))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_frame(client).await,
+        frame(3, 1, &[0x03, 0x02, 0x00, 0x00])
+    );
     assert_eq!(h.plc.requests_served(), 1);
 }
 
@@ -303,7 +401,10 @@ async fn expect_protocol_violation(bytes: &[u8]) {
         "{bytes:?}: {:?}",
         outcome.reason
     );
-    assert!(matches!(end_reason(&events), SessionEndReason::ProtocolViolation { .. }));
+    assert!(matches!(
+        end_reason(&events),
+        SessionEndReason::ProtocolViolation { .. }
+    ));
     assert!(matches!(lines.last(), Some(RecordLine::End { .. })));
 }
 
@@ -325,7 +426,8 @@ async fn a_protocol_id_other_than_0_ends_the_session() {
 
 #[tokio::test]
 async fn garbage_ends_the_session() {
-    expect_protocol_violation(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 hello, not modbus").await;
+    expect_protocol_violation(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 hello, not modbus")
+        .await;
 }
 
 #[tokio::test]
@@ -342,15 +444,25 @@ async fn a_short_mbap_length_is_refused_and_desynchronises_into_an_end() {
     let _ = h.raw().read_to_end(&mut rest).await;
     assert_eq!(h.plc.requests_served(), 0);
     let (outcome, events, _) = h.finish().await;
-    assert!(matches!(outcome.reason, SessionEndReason::ProtocolViolation { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome.reason, SessionEndReason::ProtocolViolation { .. }),
+        "{outcome:?}"
+    );
     assert_eq!(refused(&events), vec![(3, 3)]);
 }
 
 #[tokio::test]
 async fn a_long_mbap_length_waits_then_idles_out() {
-    let mut h = start(Options { idle: Duration::from_millis(300), ..Options::default() }).await;
+    let mut h = start(Options {
+        idle: Duration::from_millis(300),
+        ..Options::default()
+    })
+    .await;
     // Declares 20 bytes after the length field but sends 6, then nothing.
-    h.raw().write_all(&[0, 1, 0, 0, 0, 20, 1, 3, 0, 0, 0, 1]).await.unwrap();
+    h.raw()
+        .write_all(&[0, 1, 0, 0, 0, 20, 1, 3, 0, 0, 0, 1])
+        .await
+        .unwrap();
     let mut rest = Vec::new();
     let _ = h.raw().read_to_end(&mut rest).await;
     assert!(rest.is_empty());
@@ -370,7 +482,10 @@ async fn a_client_sending_byte_by_byte_is_served() {
         h.raw().flush().await.unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    assert_eq!(read_frame(h.raw()).await, frame(9, 1, &[0x03, 0x02, 0xBE, 0xEF]));
+    assert_eq!(
+        read_frame(h.raw()).await,
+        frame(9, 1, &[0x03, 0x02, 0xBE, 0xEF])
+    );
 }
 
 #[tokio::test]
@@ -380,7 +495,11 @@ async fn a_flood_of_pipelined_requests_is_answered_in_full() {
     let mut flood = Vec::new();
     for tid in 0..N {
         // Every fifth request is refused (a write outside), the rest are reads.
-        let pdu: &[u8] = if tid % 5 == 0 { &[0x06, 0x01, 0x00, 0x00, 0x01] } else { &[0x03, 0x00, 0x00, 0x00, 0x01] };
+        let pdu: &[u8] = if tid % 5 == 0 {
+            &[0x06, 0x01, 0x00, 0x00, 0x01]
+        } else {
+            &[0x03, 0x00, 0x00, 0x00, 0x01]
+        };
         flood.extend_from_slice(&frame(tid, 1, pdu));
     }
     let (mut reader, mut writer) = h.client.take().unwrap().into_split();
@@ -396,7 +515,11 @@ async fn a_flood_of_pipelined_requests_is_answered_in_full() {
         let mut pdu = vec![0u8; len];
         reader.read_exact(&mut pdu).await.unwrap();
         let tid = u16::from_be_bytes([header[0], header[1]]);
-        let expected: &[u8] = if tid % 5 == 0 { &[0x86, 0x02] } else { &[0x03, 0x02, 0x00, 0x00] };
+        let expected: &[u8] = if tid % 5 == 0 {
+            &[0x86, 0x02]
+        } else {
+            &[0x03, 0x02, 0x00, 0x00]
+        };
         assert_eq!(pdu, expected, "tid {tid}");
         assert!(!seen[tid as usize], "tid {tid} answered twice");
         seen[tid as usize] = true;
@@ -405,14 +528,20 @@ async fn a_flood_of_pipelined_requests_is_answered_in_full() {
     drop(reader);
     assert_eq!(h.plc.requests_served(), u64::from(N - N / 5));
     let (outcome, _, _) = h.finish().await;
-    assert_eq!((outcome.forwarded, outcome.refused), (u64::from(N - N / 5), u64::from(N / 5)));
+    assert_eq!(
+        (outcome.forwarded, outcome.refused),
+        (u64::from(N - N / 5), u64::from(N / 5))
+    );
 }
 
 #[tokio::test]
 async fn a_client_that_disconnects_mid_transaction_ends_the_session() {
     let mut h = start(Options::default()).await;
     h.plc.set_response_delay(Duration::from_millis(200));
-    h.raw().write_all(&frame(1, 1, &[0x03, 0x00, 0x00, 0x00, 0x01])).await.unwrap();
+    h.raw()
+        .write_all(&frame(1, 1, &[0x03, 0x00, 0x00, 0x00, 0x01]))
+        .await
+        .unwrap();
     // Wait until the request has reached the PLC, then leave.
     while h.plc.requests_served() == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -421,7 +550,9 @@ async fn a_client_that_disconnects_mid_transaction_ends_the_session() {
     let (outcome, events, lines) = h.finish().await;
     assert_eq!(outcome.reason, SessionEndReason::ClientClosed);
     assert_eq!(forwarded(&events), 1);
-    let RecordLine::Transaction(tx) = &lines[1] else { panic!("{lines:?}") };
+    let RecordLine::Transaction(tx) = &lines[1] else {
+        panic!("{lines:?}")
+    };
     assert_eq!(tx.response, ResponseRecord::None);
 }
 
@@ -429,37 +560,68 @@ async fn a_client_that_disconnects_mid_transaction_ends_the_session() {
 async fn a_plc_that_closes_the_connection_gets_0a_then_reconnects() {
     let mut h = start(Options::default()).await;
     h.plc.set_response_delay(Duration::from_millis(300));
-    h.raw().write_all(&frame(1, 1, &[0x03, 0x00, 0x00, 0x00, 0x01])).await.unwrap();
+    h.raw()
+        .write_all(&frame(1, 1, &[0x03, 0x00, 0x00, 0x00, 0x01]))
+        .await
+        .unwrap();
     while h.plc.requests_served() == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     h.plc.disconnect_all();
     assert_eq!(read_frame(h.raw()).await, frame(1, 1, &[0x83, 0x0A]));
     h.plc.set_response_delay(Duration::ZERO);
-    h.raw().write_all(&frame(2, 1, &[0x03, 0x00, 0x00, 0x00, 0x01])).await.unwrap();
-    assert_eq!(read_frame(h.raw()).await, frame(2, 1, &[0x03, 0x02, 0x00, 0x00]));
+    h.raw()
+        .write_all(&frame(2, 1, &[0x03, 0x00, 0x00, 0x00, 0x01]))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_frame(h.raw()).await,
+        frame(2, 1, &[0x03, 0x02, 0x00, 0x00])
+    );
 }
 
 #[tokio::test]
 async fn a_plc_that_is_down_gets_0a() {
     // A port nobody listens on: bind, note it, close.
-    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-    let mut h = start(Options { upstream: Some(dead), ..Options::default() }).await;
-    h.raw().write_all(&frame(4, 1, &[0x03, 0x00, 0x00, 0x00, 0x01])).await.unwrap();
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut h = start(Options {
+        upstream: Some(dead),
+        ..Options::default()
+    })
+    .await;
+    h.raw()
+        .write_all(&frame(4, 1, &[0x03, 0x00, 0x00, 0x00, 0x01]))
+        .await
+        .unwrap();
     assert_eq!(read_frame(h.raw()).await, frame(4, 1, &[0x83, 0x0A]));
     drop(h.client.take());
     let (_, events, lines) = h.finish().await;
     assert_eq!(forwarded(&events), 1);
-    let RecordLine::Transaction(tx) = &lines[1] else { panic!("{lines:?}") };
-    assert!(matches!(tx.response, ResponseRecord::Exception { code: 0x0A, .. }), "{tx:?}");
+    let RecordLine::Transaction(tx) = &lines[1] else {
+        panic!("{lines:?}")
+    };
+    assert!(
+        matches!(tx.response, ResponseRecord::Exception { code: 0x0A, .. }),
+        "{tx:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_slow_plc_gets_0b_after_the_timeout() {
-    let mut h =
-        start(Options { upstream_timeout: Duration::from_millis(100), ..Options::default() }).await;
+    let mut h = start(Options {
+        upstream_timeout: Duration::from_millis(100),
+        ..Options::default()
+    })
+    .await;
     h.plc.set_response_delay(Duration::from_millis(1000));
-    h.raw().write_all(&frame(5, 1, &[0x03, 0x00, 0x00, 0x00, 0x01])).await.unwrap();
+    h.raw()
+        .write_all(&frame(5, 1, &[0x03, 0x00, 0x00, 0x00, 0x01]))
+        .await
+        .unwrap();
     assert_eq!(read_frame(h.raw()).await, frame(5, 1, &[0x83, 0x0B]));
 }
 
@@ -467,12 +629,18 @@ async fn a_slow_plc_gets_0b_after_the_timeout() {
 async fn cancellation_lets_a_forwarded_transaction_complete_then_closes() {
     let mut h = start(Options::default()).await;
     h.plc.set_response_delay(Duration::from_millis(200));
-    h.raw().write_all(&frame(1, 1, &[0x03, 0x00, 0x00, 0x00, 0x01])).await.unwrap();
+    h.raw()
+        .write_all(&frame(1, 1, &[0x03, 0x00, 0x00, 0x00, 0x01]))
+        .await
+        .unwrap();
     while h.plc.requests_served() == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     h.cancel.cancel();
-    assert_eq!(read_frame(h.raw()).await, frame(1, 1, &[0x03, 0x02, 0x00, 0x00]));
+    assert_eq!(
+        read_frame(h.raw()).await,
+        frame(1, 1, &[0x03, 0x02, 0x00, 0x00])
+    );
     let mut rest = Vec::new();
     let _ = h.raw().read_to_end(&mut rest).await;
     assert!(rest.is_empty());
@@ -483,11 +651,17 @@ async fn cancellation_lets_a_forwarded_transaction_complete_then_closes() {
 
 #[tokio::test]
 async fn the_window_end_closes_the_session() {
-    let mut h = start(Options { window: Duration::from_millis(300), ..Options::default() }).await;
+    let mut h = start(Options {
+        window: Duration::from_millis(300),
+        ..Options::default()
+    })
+    .await;
     let mut rest = Vec::new();
     let _ = h.raw().read_to_end(&mut rest).await;
     let (outcome, events, lines) = h.finish().await;
     assert_eq!(outcome.reason, SessionEndReason::WindowEnded);
     assert_eq!(end_reason(&events), SessionEndReason::WindowEnded);
-    assert!(matches!(lines.last(), Some(RecordLine::End { reason, .. }) if reason == "window ended"));
+    assert!(
+        matches!(lines.last(), Some(RecordLine::End { reason, .. }) if reason == "window ended")
+    );
 }

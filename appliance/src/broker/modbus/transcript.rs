@@ -20,14 +20,26 @@ pub fn transcript(lines: &[RecordLine]) -> Vec<String> {
 /// One record line in words.
 pub fn line(record: &RecordLine) -> String {
     match record {
-        RecordLine::Session { session_id, grant_id, identity, asset_id, upstream, started_at } => {
+        RecordLine::Session {
+            session_id,
+            grant_id,
+            identity,
+            asset_id,
+            upstream,
+            started_at,
+        } => {
             format!(
                 "session {session_id}: {identity} on {asset_id} ({upstream}) under grant {grant_id}, started {}",
                 started_at.to_rfc3339_opts(SecondsFormat::Millis, true)
             )
         }
         RecordLine::Transaction(tx) => transaction(tx),
-        RecordLine::End { ended_at, reason, forwarded, refused } => format!(
+        RecordLine::End {
+            ended_at,
+            reason,
+            forwarded,
+            refused,
+        } => format!(
             "ended {}: {reason} ({forwarded} forwarded, {refused} refused)",
             ended_at.to_rfc3339_opts(SecondsFormat::Millis, true)
         ),
@@ -62,7 +74,11 @@ fn transaction(tx: &TransactionRecord) -> String {
         }
         ResponseRecord::None => "no response (session ended)".to_owned(),
     };
-    let reason = tx.reason.as_deref().map(|r| format!("  ({r})")).unwrap_or_default();
+    let reason = tx
+        .reason
+        .as_deref()
+        .map(|r| format!("  ({r})"))
+        .unwrap_or_default();
     format!(
         "{}  tx {:<5} unit {:<3} {name}{target}{written}  {decision}  {response}  {}{reason}",
         tx.at.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -102,9 +118,17 @@ fn table_name(table: Table) -> &'static str {
 }
 
 fn values(values: &[u16]) -> String {
-    let shown: Vec<String> = values.iter().take(MAX_VALUES_SHOWN).map(u16::to_string).collect();
+    let shown: Vec<String> = values
+        .iter()
+        .take(MAX_VALUES_SHOWN)
+        .map(u16::to_string)
+        .collect();
     if values.len() > MAX_VALUES_SHOWN {
-        format!("[{}, ... {} more]", shown.join(", "), values.len() - MAX_VALUES_SHOWN)
+        format!(
+            "[{}, ... {} more]",
+            shown.join(", "),
+            values.len() - MAX_VALUES_SHOWN
+        )
     } else {
         format!("[{}]", shown.join(", "))
     }
@@ -145,7 +169,10 @@ mod tests {
             values_written: vec![1, 2, 3, 4],
             decision: Decision::Refused,
             reason: Some("address 200-201 is outside the grant".into()),
-            response: ResponseRecord::Exception { code: 2, source: ExceptionSource::Broker },
+            response: ResponseRecord::Exception {
+                code: 2,
+                source: ExceptionSource::Broker,
+            },
             latency_us: 85,
         };
         let text = line(&RecordLine::Transaction(tx));

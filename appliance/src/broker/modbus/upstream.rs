@@ -146,8 +146,11 @@ impl<T> Upstream<T> {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
                     let (reader, writer) = stream.into_split();
-                    self.conn =
-                        Some(Connection { reader, writer, rx: Vec::with_capacity(RX_CAPACITY) });
+                    self.conn = Some(Connection {
+                        reader,
+                        writer,
+                        rx: Vec::with_capacity(RX_CAPACITY),
+                    });
                     tracing::debug!(addr = %self.addr, "upstream connected");
                 }
                 Ok(Err(error)) => {
@@ -192,7 +195,15 @@ impl<T> Upstream<T> {
         match written {
             Ok(Ok(())) => {
                 let deadline = Instant::now() + self.timeout;
-                self.pending.insert(tid, Pending { meta, unit, function, deadline });
+                self.pending.insert(
+                    tid,
+                    Pending {
+                        meta,
+                        unit,
+                        function,
+                        deadline,
+                    },
+                );
                 Ok(())
             }
             Ok(Err(error)) => {
@@ -204,7 +215,10 @@ impl<T> Upstream<T> {
                 })
             }
             Err(_) => {
-                self.fail_all(ExceptionCode::GATEWAY_TARGET_FAILED_TO_RESPOND, "send timed out");
+                self.fail_all(
+                    ExceptionCode::GATEWAY_TARGET_FAILED_TO_RESPOND,
+                    "send timed out",
+                );
                 Err(UpstreamEvent::Failed {
                     meta,
                     exception: ExceptionCode::GATEWAY_TARGET_FAILED_TO_RESPOND,
@@ -238,7 +252,8 @@ impl<T> Upstream<T> {
                 let mut chunk = [0u8; RX_CAPACITY];
                 let chunk = chunk.get_mut(..room).unwrap_or_default();
                 let n = conn.reader.read(chunk).await?;
-                conn.rx.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                conn.rx
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default());
                 Ok(n)
             };
             tokio::select! {
@@ -303,7 +318,10 @@ impl<T> Upstream<T> {
         };
         let tid = adu.transaction_id();
         let Some(pending) = self.pending.remove(&tid) else {
-            tracing::debug!(tid, "dropping a response to no request in flight (late or stray)");
+            tracing::debug!(
+                tid,
+                "dropping a response to no request in flight (late or stray)"
+            );
             return None;
         };
         if adu.unit_id() != pending.unit {
@@ -318,7 +336,10 @@ impl<T> Upstream<T> {
             });
         }
         match Response::parse(pending.function, adu.pdu()) {
-            Ok(_) => Some(UpstreamEvent::Answered { meta: pending.meta, pdu: adu.pdu().to_vec() }),
+            Ok(_) => Some(UpstreamEvent::Answered {
+                meta: pending.meta,
+                pdu: adu.pdu().to_vec(),
+            }),
             Err(error) => Some(UpstreamEvent::Failed {
                 meta: pending.meta,
                 exception: ExceptionCode::GATEWAY_TARGET_FAILED_TO_RESPOND,
@@ -330,8 +351,12 @@ impl<T> Upstream<T> {
     /// Fail every request past its deadline with 0B.
     fn expire(&mut self) {
         let now = Instant::now();
-        let expired: Vec<u16> =
-            self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(tid, _)| *tid).collect();
+        let expired: Vec<u16> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(tid, _)| *tid)
+            .collect();
         for tid in expired {
             if let Some(pending) = self.pending.remove(&tid) {
                 self.ready.push_back(UpstreamEvent::Failed {

@@ -525,7 +525,10 @@ impl<'a> ObjectHeaders<'a> {
         if prefix == 7 {
             return Err(reserved);
         }
+        // Size-prefixed objects always carry their data, whatever the function (a READ of file
+        // transport, g70v5, names the file handle and block).
         let with_data = self.function.carries_object_data()
+            || (4..=6).contains(&prefix)
             || (group == 50
                 && matches!(
                     self.function,
@@ -716,6 +719,9 @@ mod tests {
         check("open file",
               &[0xC4, 0x19, 70, 3, 0x5B, 1, 4, 0, b'a', b'b', b'c', b'd'],
               0x19, &[(70, 3, 0x5B, Count(1), 6)], None);
+        // A READ of file transport: size-prefixed objects carry data even in a read.
+        check("read file block", &[0xCF, 0x01, 70, 5, 0x5B, 1, 8, 0, 0x78, 0x56, 0x34, 0x12, 0, 0, 0, 0],
+              1, &[(70, 5, 0x5B, Count(1), 10)], None);
         // Cold restart: no objects.
         check("cold restart", &[0xC5, 0x0D], 0x0D, &[], None);
         // Unsolicited response with an unknown group's data: the walk stops there.

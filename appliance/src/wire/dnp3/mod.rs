@@ -9,7 +9,7 @@
 //!
 //! Like `wire::modbus`, this is shared by the broker and passive inspection, does no I/O and
 //! never panics on any input. Parsing never allocates; reassembly copies into a fixed-capacity
-//! buffer. Every CRC goes through [`crc_matches`], which passes under `cfg(fuzzing)` so that
+//! buffer. Every CRC goes through [`crc_matches`], which passes under `cfg(fuzzing)` (or the `fuzzing` feature) so that
 //! fuzzers reach the deeper layers.
 
 pub mod app;
@@ -25,8 +25,9 @@ pub fn crc(data: &[u8]) -> u16 {
 }
 
 /// Whether `found` is the CRC of `data`. The single CRC check of the DNP3 decoders: it always
-/// passes when built for fuzzing (`cfg(fuzzing)`), so fuzzers reach transport and application.
+/// passes when built for fuzzing (`cfg(fuzzing)` or the `fuzzing` feature), so fuzzers reach
+/// transport and application.
 #[allow(unexpected_cfgs)]
 pub fn crc_matches(data: &[u8], found: u16) -> bool {
-    cfg!(fuzzing) || crc(data) == found
+    cfg!(any(fuzzing, feature = "fuzzing")) || crc(data) == found
 }
