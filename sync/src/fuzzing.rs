@@ -30,3 +30,52 @@ pub fn bundle(data: &[u8]) {
         let _ = crate::verify::verify(data, &root, None, now, TimeDelta::minutes(5));
     }
 }
+
+/// Seed bundles for `corpus/bundle/`: signed by the fuzz root's key, one plain, one carrying a
+/// trust root, one with an invalid policy, one unsigned.
+pub fn seeds(policy_source: &str) -> Vec<(String, Vec<u8>)> {
+    use crate::bundle::{Body, Bundle, Header};
+    let Some(day) = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single() else {
+        return Vec::new();
+    };
+    let key = AuthorityKey::from_secret([1; 32], None);
+    let body = |version: u64, policy: &str, root: Option<Vec<u8>>| Body {
+        header: Header {
+            site: "plant-a".into(),
+            version,
+            issued_at: day,
+            not_before: day,
+            expires_at: day + TimeDelta::days(30),
+            previous_hash: Some([0x11; 32]),
+            grace_period_secs: 86_400,
+        },
+        policy_source: policy.to_owned(),
+        trust_root: root,
+    };
+    let root = TrustRoot::new(TrustRootFile {
+        format: 1,
+        site: "plant-a".into(),
+        root_version: 2,
+        threshold: 1,
+        keys: vec![key.public_entry()],
+        revoked: vec![],
+    })
+    .ok()
+    .map(|r| r.to_json().into_bytes());
+    let cases = [
+        ("plain", body(2, policy_source, None), true),
+        ("rotation", body(3, policy_source, root), true),
+        ("invalid-policy", body(4, "[site\n", None), true),
+        ("unsigned", body(5, policy_source, None), false),
+    ];
+    let mut out = Vec::new();
+    for (name, body, sign) in cases {
+        if let Ok(mut bundle) = Bundle::new(body) {
+            if sign {
+                let _ = bundle.sign(&key);
+            }
+            out.push((name.to_owned(), bundle.encode()));
+        }
+    }
+    out
+}

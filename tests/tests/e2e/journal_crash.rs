@@ -328,12 +328,15 @@ fn audit_verify_reports_intact_then_the_altered_record_by_seq() {
     let mut bytes = std::fs::read(&segment).unwrap();
     let mut offset = otgate::journal::record::SEGMENT_HEADER_LEN;
     loop {
-        let record = otgate::journal::record::decode(&bytes[offset..]).unwrap();
-        if record.seq == 10 {
-            bytes[offset + record.frame_len - 40] ^= 0x01;
+        let (seq, frame_len) = {
+            let record = otgate::journal::record::decode(&bytes[offset..]).unwrap();
+            (record.seq, record.frame_len)
+        };
+        if seq == 10 {
+            bytes[offset + frame_len - 40] ^= 0x01;
             break;
         }
-        offset += record.frame_len;
+        offset += frame_len;
     }
     std::fs::write(&segment, bytes).unwrap();
     let (code, _, err) = otgate(root.path(), &["audit", "verify"]);
