@@ -25,8 +25,8 @@ use crate::daemon::Appliance;
 
 pub mod client;
 pub mod grants;
-pub mod stores;
 pub mod sessions;
+pub mod stores;
 
 /// The longest request or response line, in bytes.
 pub const MAX_LINE: usize = 256 * 1024;
