@@ -8,9 +8,10 @@
 //! 2. Candidate rules are those one of the requester's roles may use, whose targets match the
 //!    asset, and whose mode fits (emergency rules only for break-glass requests).
 //! 3. Each candidate is checked in a fixed order: operations, schedule, source network, ticket,
-//!    MFA, duration. Among the candidates that allow the request, the most specific and least
-//!    privileged wins (asset over tag over segment; fewer write operations; fewer operations;
-//!    shorter maximum; file order). When none allows it, the denial reports the candidate that
+//!    MFA, duration. Among the candidates that allow the request, the least privileged and most
+//!    specific wins: fewer write operations first (a read-only rule beats one that could also
+//!    write, whatever it asks of approvals), then asset over tag over segment, fewer operations,
+//!    shorter maximum, file order. When none allows it, the denial reports the candidate that
 //!    got furthest through the checks: the closest rule's reason.
 //! 4. The grant starts at the later of the requested start and `now`, and ends at the earliest of
 //!    the requested end, the rule's maximum (unless `on_excess = "refuse"`), the end of the
@@ -639,7 +640,7 @@ impl fmt::Display for Decision {
 /// A rule that allows the request, before choosing among several.
 struct Candidate {
     index: usize,
-    key: (Specificity, usize, usize, Duration, usize),
+    key: (usize, Specificity, usize, Duration, usize),
     evaluated: Evaluated,
 }
 
@@ -732,8 +733,8 @@ impl Policy {
                     Ok(evaluated) => {
                         let writes = rule.operations.iter().filter(|o| o.is_write()).count();
                         let key = (
-                            specificity,
                             writes,
+                            specificity,
                             rule.operations.len(),
                             rule.max_duration,
                             index,
@@ -775,8 +776,8 @@ impl Policy {
                 self.rules.get(i).map(|r| {
                     let writes = r.operations.iter().filter(|o| o.is_write()).count();
                     (
-                        r.targets.matches(asset),
                         writes,
+                        r.targets.matches(asset),
                         r.operations.len(),
                         r.max_duration,
                         i,
