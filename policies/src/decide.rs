@@ -1107,3 +1107,78 @@ fn resolve_units(op: OperationSpec, asset: &Asset) -> Option<OperationSpec> {
         other => Some(other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RoleCount;
+
+    fn requirement(required: &[(&str, u8)], approvers: &[&str]) -> ApprovalRequirement {
+        ApprovalRequirement {
+            rule: RuleId::new("r"),
+            requester: IdentityId::new("alice"),
+            required: required
+                .iter()
+                .map(|(role, count)| RoleCount {
+                    role: RoleId::new(*role),
+                    count: *count,
+                })
+                .collect(),
+            approvers: approvers.iter().map(|a| IdentityId::new(*a)).collect(),
+        }
+    }
+
+    fn approval(who: &str, roles: &[&str]) -> Approval {
+        Approval {
+            approver: IdentityId::new(who),
+            roles: roles.iter().map(|r| RoleId::new(*r)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_person_with_two_roles_is_placed_where_needed() {
+        let req = requirement(&[("sup", 1), ("safety", 1)], &[]);
+        // x holds both roles and approves first; y only `sup`. x must fill `safety`.
+        let check = req.check(&[approval("x", &["sup", "safety"]), approval("y", &["sup"])]);
+        assert!(check.satisfied, "{check:?}");
+        assert!(check
+            .counted
+            .contains(&(IdentityId::new("x"), RoleId::new("safety"))));
+        // One person never fills two slots.
+        let check = req.check(&[approval("x", &["sup", "safety"])]);
+        assert!(!check.satisfied);
+        assert_eq!(check.missing.len(), 1);
+    }
+
+    #[test]
+    fn requester_duplicates_and_strangers_do_not_count() {
+        let req = requirement(&[("sup", 2)], &["sam", "sue", "alice"]);
+        let check = req.check(&[
+            approval("alice", &["sup"]),
+            approval("sam", &["sup"]),
+            approval("sam", &["sup"]),
+            approval("mallory", &["sup"]),
+            approval("olga", &["safety"]),
+        ]);
+        assert!(!check.satisfied);
+        assert_eq!(
+            check.missing,
+            vec![RoleCount {
+                role: RoleId::new("sup"),
+                count: 1
+            }]
+        );
+        let why: Vec<IgnoredApproval> = check.ignored.iter().map(|(_, why)| *why).collect();
+        assert_eq!(
+            why,
+            vec![
+                IgnoredApproval::Requester,
+                IgnoredApproval::Duplicate,
+                IgnoredApproval::NotListed,
+                IgnoredApproval::NotListed,
+            ]
+        );
+        let check = req.check(&[approval("sam", &["sup"]), approval("sue", &["sup"])]);
+        assert!(check.satisfied);
+    }
+}
