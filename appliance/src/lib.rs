@@ -16,6 +16,7 @@
 //! - [`wire`]: decoders of OT protocols (Modbus TCP, DNP3), shared by broker and inspection.
 //! - [`inspect`]: passive inspection of mirrored traffic: flows, inventory, baseline, alerts.
 //! - [`sim`]: simulators for the demo and tests (PLC, traffic).
+//! - [`demo`]: `otgate demo`, the brief's situations played on a simulated plant.
 //! - [`cli`]: the `otgate` command line.
 
 pub mod broker;
@@ -25,6 +26,7 @@ pub mod clock;
 pub mod control;
 pub mod daemon;
 pub mod datadir;
+pub mod demo;
 pub mod grants;
 pub mod inspect;
 pub mod journal;

@@ -640,8 +640,16 @@ impl fmt::Display for Decision {
 struct Candidate {
     index: usize,
     key: (Specificity, usize, usize, Duration, usize),
-    grantable: Grantable,
-    approval: Option<ApprovalRequirement>,
+    evaluated: Evaluated,
+}
+
+/// What a rule that allows the request would grant; made into a [`Grantable`] only for the
+/// rule that wins, so losing candidates cost no clones of ids and approvals.
+struct Evaluated {
+    scope: GrantScope,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    clips: Vec<Clip>,
 }
 
 /// A rule that refuses the request, with how far it got.
@@ -695,7 +703,8 @@ impl Policy {
         }
 
         let mut seen: Vec<usize> = Vec::new();
-        let mut allowed: Vec<Candidate> = Vec::new();
+        let mut best: Option<Candidate> = None;
+        let mut also: Vec<usize> = Vec::new();
         let mut refused: Option<Refused> = None;
         for role in roles {
             for &index in self.rules_for_role(role) {
@@ -720,20 +729,28 @@ impl Policy {
                     expires,
                 };
                 match self.evaluate(rule, &ctx) {
-                    Ok((grantable, approval)) => {
+                    Ok(evaluated) => {
                         let writes = rule.operations.iter().filter(|o| o.is_write()).count();
-                        allowed.push(Candidate {
+                        let key = (
+                            specificity,
+                            writes,
+                            rule.operations.len(),
+                            rule.max_duration,
                             index,
-                            key: (
-                                specificity,
-                                writes,
-                                rule.operations.len(),
-                                rule.max_duration,
-                                index,
-                            ),
-                            grantable,
-                            approval,
-                        });
+                        );
+                        let candidate = Candidate {
+                            index,
+                            key,
+                            evaluated,
+                        };
+                        match &best {
+                            Some(b) if b.key <= key => also.push(index),
+                            Some(b) => {
+                                also.push(b.index);
+                                best = Some(candidate);
+                            }
+                            None => best = Some(candidate),
+                        }
                     }
                     Err((stage, reason)) => {
                         let better = refused.as_ref().is_none_or(|r| {
@@ -750,18 +767,54 @@ impl Policy {
                 }
             }
         }
-        allowed.sort_by_key(|c| c.key);
-        let also: Vec<RuleId> = allowed
-            .iter()
-            .skip(1)
-            .filter_map(|c| self.rules.get(c.index).map(|r| r.id.clone()))
-            .collect();
-        if let Some(best) = allowed.into_iter().next() {
-            let mut grantable = best.grantable;
-            grantable.also_allowed_by = also;
-            return match best.approval {
-                Some(req) => Decision::NeedApproval(grantable, req),
-                None => Decision::Allow(grantable),
+        if let Some(best) = best {
+            let Some(rule) = self.rules.get(best.index) else {
+                return Decision::Deny(DenyReason::NoOperations);
+            };
+            also.sort_by_key(|&i| {
+                self.rules.get(i).map(|r| {
+                    let writes = r.operations.iter().filter(|o| o.is_write()).count();
+                    (
+                        r.targets.matches(asset),
+                        writes,
+                        r.operations.len(),
+                        r.max_duration,
+                        i,
+                    )
+                })
+            });
+            let Evaluated {
+                scope,
+                start,
+                end,
+                clips,
+            } = best.evaluated;
+            let grantable = Grantable {
+                rule: rule.id.clone(),
+                mode: rule.mode,
+                scope,
+                start,
+                end,
+                idle_timeout: rule.idle_timeout,
+                end_on_last_disconnect: rule.end_on_last_disconnect,
+                revoke_on: rule.revoke_on.clone(),
+                clips,
+                also_allowed_by: also
+                    .iter()
+                    .filter_map(|&i| self.rules.get(i).map(|r| r.id.clone()))
+                    .collect(),
+            };
+            return match rule.mode {
+                GrantMode::Approvers => Decision::NeedApproval(
+                    grantable,
+                    ApprovalRequirement {
+                        rule: rule.id.clone(),
+                        requester: request.who.clone(),
+                        required: rule.approvals.clone(),
+                        approvers: rule.approvers.clone(),
+                    },
+                ),
+                GrantMode::Auto | GrantMode::Emergency => Decision::Allow(grantable),
             };
         }
         match refused {
@@ -775,11 +828,7 @@ impl Policy {
     }
 
     /// Check one rule against the request; `Err` carries how far it got and why it refused.
-    fn evaluate(
-        &self,
-        rule: &Rule,
-        ctx: &Ctx<'_>,
-    ) -> Result<(Grantable, Option<ApprovalRequirement>), (u8, DenyReason)> {
+    fn evaluate(&self, rule: &Rule, ctx: &Ctx<'_>) -> Result<Evaluated, (u8, DenyReason)> {
         let Ctx {
             request,
             asset,
@@ -797,7 +846,7 @@ impl Policy {
         // 1. Operations.
         let mut scope = GrantScope::empty(asset.id.clone(), asset.protocol);
         for op in &request.operations {
-            let Some(op) = op.for_protocol(asset.protocol) else {
+            let Some(op) = op.applied_to(asset.protocol) else {
                 return Err((
                     0,
                     DenyReason::OperationNotApplicable {
@@ -807,16 +856,14 @@ impl Policy {
                     },
                 ));
             };
-            let mut granted = Vec::new();
+            let mut granted: Vec<OperationSpec> = Vec::new();
             for rop in &rule.operations {
-                let Some(rop) = rop.for_protocol(asset.protocol) else {
+                let Some(rop) = rop.applied_to(asset.protocol) else {
                     continue;
                 };
-                if let Some(part) = rop.intersect(&op) {
-                    if let Some(part) = resolve_units(part, asset) {
-                        if !granted.contains(&part) {
-                            granted.push(part);
-                        }
+                if let Some(part) = rop.intersect(&op).and_then(|p| resolve_units(p, asset)) {
+                    if !granted.contains(&part) {
+                        granted.push(part);
                     }
                 }
             }
@@ -825,14 +872,13 @@ impl Policy {
                     1,
                     DenyReason::OperationNotPermitted {
                         rule: rule.id.clone(),
-                        op,
+                        op: op.into_owned(),
                     },
                 ));
             }
-            let whole = resolve_units(op.clone(), asset);
-            if !granted.iter().any(|g| Some(g) == whole.as_ref()) {
+            if !granted.iter().any(|g| is_whole(g, &op, asset)) {
                 clips.push(Clip::Operation {
-                    requested: op.clone(),
+                    requested: op.into_owned(),
                     granted: granted.clone(),
                 });
             }
@@ -964,25 +1010,12 @@ impl Policy {
             }
         }
 
-        let grantable = Grantable {
-            rule: rule.id.clone(),
-            mode: rule.mode,
+        Ok(Evaluated {
             scope,
             start,
             end,
-            idle_timeout: rule.idle_timeout,
-            end_on_last_disconnect: rule.end_on_last_disconnect,
-            revoke_on: rule.revoke_on.clone(),
             clips,
-            also_allowed_by: Vec::new(),
-        };
-        let approval = (rule.mode == GrantMode::Approvers).then(|| ApprovalRequirement {
-            rule: rule.id.clone(),
-            requester: request.who.clone(),
-            required: rule.approvals.clone(),
-            approvers: rule.approvers.clone(),
-        });
-        Ok((grantable, approval))
+        })
     }
 
     /// The approval an identity can give: only OT identities approve.
@@ -1029,6 +1062,27 @@ struct Ctx<'a> {
     start: DateTime<Utc>,
     requested_end: DateTime<Utc>,
     expires: Option<DateTime<Utc>>,
+}
+
+/// Whether `granted` is all of `requested` (with the asset's unit ids filled in).
+fn is_whole(granted: &OperationSpec, requested: &OperationSpec, asset: &Asset) -> bool {
+    match (granted, requested) {
+        (OperationSpec::Modbus(g), OperationSpec::Modbus(r)) => {
+            let units_match = if r.units.is_empty() {
+                g.units == asset.unit_ids
+            } else {
+                g.units
+                    .iter()
+                    .eq(r.units.iter().filter(|u| asset.unit_ids.contains(u)))
+            };
+            g.class == r.class
+                && g.function == r.function
+                && g.table == r.table
+                && g.ranges == r.ranges
+                && units_match
+        }
+        _ => granted == requested,
+    }
 }
 
 /// Give a Modbus operation concrete unit ids: its own (limited to the asset's) or the asset's.

@@ -37,3 +37,6 @@ pub use ops::{ModbusSpec, OperationError, OperationSpec, ScreenAccess};
 pub use parse::{parse, Diagnostic, DiagnosticKind, Diagnostics, Severity};
 pub use schedule::{Schedule, Window};
 pub use scope::{GrantScope, OpVerdict, Refusal, Refusal as ModbusRefusal, ScopeViolation};
+
+#[doc(hidden)]
+pub mod fuzzing;

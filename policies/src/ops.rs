@@ -176,24 +176,26 @@ impl OperationSpec {
     /// The operation as it applies to an asset speaking `protocol`: a bare `read` becomes
     /// `dnp3:read` or `vnc:view`; anything else of another protocol is `None`.
     pub fn for_protocol(&self, protocol: Protocol) -> Option<OperationSpec> {
+        self.applied_to(protocol).map(std::borrow::Cow::into_owned)
+    }
+
+    /// [`OperationSpec::for_protocol`] without a copy when the protocol already matches.
+    pub(crate) fn applied_to(
+        &self,
+        protocol: Protocol,
+    ) -> Option<std::borrow::Cow<'_, OperationSpec>> {
         if self.protocol() == protocol {
-            return Some(self.clone());
+            return Some(std::borrow::Cow::Borrowed(self));
         }
-        match (self, protocol) {
-            (OperationSpec::Modbus(m), Protocol::Dnp3)
-                if m.is_bare() && m.class == ModbusClass::Read =>
-            {
-                Some(OperationSpec::Dnp3 {
-                    class: Dnp3Class::Read,
-                })
-            }
-            (OperationSpec::Modbus(m), Protocol::Vnc)
-                if m.is_bare() && m.class == ModbusClass::Read =>
-            {
-                Some(OperationSpec::Vnc {
-                    access: ScreenAccess::View,
-                })
-            }
+        let bare_read =
+            matches!(self, OperationSpec::Modbus(m) if m.is_bare() && m.class == ModbusClass::Read);
+        match protocol {
+            Protocol::Dnp3 if bare_read => Some(std::borrow::Cow::Owned(OperationSpec::Dnp3 {
+                class: Dnp3Class::Read,
+            })),
+            Protocol::Vnc if bare_read => Some(std::borrow::Cow::Owned(OperationSpec::Vnc {
+                access: ScreenAccess::View,
+            })),
             _ => None,
         }
     }

@@ -198,6 +198,12 @@ pub enum DiagnosticKind {
         /// The rule.
         rule: String,
     },
+    /// A vendor account with no expiry (vendor access should end with the contract).
+    #[error("vendor `{id}` has no `expires`: vendor accounts should end with their contract")]
+    VendorWithoutExpiry {
+        /// The identity.
+        id: String,
+    },
 }
 
 /// Every problem found in a policy. Empty never: [`parse`] returns it only with at least one error.
@@ -970,6 +976,15 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
         let roles = check_roles(v, &p.roles, Zone::It, p.id.get_ref());
         let key = v.public_key(&p.public_key, p.id.get_ref());
         let expires = match &p.expires {
+            None if kind == Some(ItKind::Vendor) => {
+                v.warn(
+                    &p.id.span(),
+                    DiagnosticKind::VendorWithoutExpiry {
+                        id: p.id.get_ref().clone(),
+                    },
+                );
+                None
+            }
             None => None,
             Some(e) => match DateTime::parse_from_rfc3339(e.get_ref()) {
                 Ok(t) => Some(t.with_timezone(&Utc)),
@@ -1214,10 +1229,11 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
     }
 
     // Rules.
+    let reach = Reach::of(&assets);
     let mut seen = HashMap::new();
     let mut rules = Vec::new();
     for rule in &raw.rules {
-        if let Some(r) = build_rule(v, rule, &mut seen, &assets, &segments, &roles, &declared) {
+        if let Some(r) = build_rule(v, rule, &mut seen, &reach, &segments, &roles, &declared) {
             rules.push(r);
         }
     }
@@ -1331,6 +1347,35 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
     Some(policy)
 }
 
+/// The protocols reachable through each asset id, segment and tag (for rule checks, without
+/// walking every asset for every rule).
+#[derive(Default)]
+struct Reach<'a> {
+    by_asset: HashMap<&'a str, Vec<Protocol>>,
+    by_segment: HashMap<&'a str, Vec<Protocol>>,
+    by_tag: HashMap<&'a str, Vec<Protocol>>,
+}
+
+impl<'a> Reach<'a> {
+    fn of(assets: &'a [Asset]) -> Self {
+        fn add<'a>(map: &mut HashMap<&'a str, Vec<Protocol>>, key: &'a str, p: Protocol) {
+            let list = map.entry(key).or_default();
+            if !list.contains(&p) {
+                list.push(p);
+            }
+        }
+        let mut reach = Reach::default();
+        for a in assets {
+            add(&mut reach.by_asset, a.id.as_str(), a.protocol);
+            add(&mut reach.by_segment, a.segment.as_str(), a.protocol);
+            for t in &a.tags {
+                add(&mut reach.by_tag, t.as_str(), a.protocol);
+            }
+        }
+        reach
+    }
+}
+
 /// Every id the file declares, valid or not, so one bad field does not turn every reference to
 /// its object into a second, misleading error.
 #[derive(Default)]
@@ -1399,7 +1444,7 @@ fn build_rule(
     v: &mut Validator<'_>,
     raw: &Spanned<RawRule>,
     seen: &mut HashMap<String, u32>,
-    assets: &[Asset],
+    reach: &Reach<'_>,
     segments: &[Segment],
     roles: &[Role],
     declared: &Declared<'_>,
@@ -1521,10 +1566,30 @@ fn build_rule(
             },
         );
     }
-    let matched: Vec<&Asset> = assets
-        .iter()
-        .filter(|a| targets.matches(a).is_some())
-        .collect();
+    // The protocols of the assets the rule reaches (by id, segment or tag).
+    let mut matched: Vec<Protocol> = Vec::new();
+    let lists = [
+        targets
+            .assets
+            .iter()
+            .filter_map(|a| reach.by_asset.get(a.as_str()))
+            .collect::<Vec<_>>(),
+        targets
+            .segments
+            .iter()
+            .filter_map(|s| reach.by_segment.get(s.as_str()))
+            .collect(),
+        targets
+            .tags
+            .iter()
+            .filter_map(|t| reach.by_tag.get(t.as_str()))
+            .collect(),
+    ];
+    for p in lists.iter().flatten().flat_map(|l| l.iter()) {
+        if !matched.contains(p) {
+            matched.push(*p);
+        }
+    }
 
     // Operations.
     let mut operations = Vec::new();
@@ -1551,17 +1616,8 @@ fn build_rule(
                     continue;
                 }
                 // Each operation must apply to at least one targeted asset.
-                if !matched.is_empty()
-                    && !matched
-                        .iter()
-                        .any(|a| spec.for_protocol(a.protocol).is_some())
-                {
-                    let protocols: Vec<&str> = matched
-                        .iter()
-                        .map(|a| a.protocol.name())
-                        .collect::<HashSet<_>>()
-                        .into_iter()
-                        .collect();
+                if !matched.is_empty() && !matched.iter().any(|p| spec.applied_to(*p).is_some()) {
+                    let protocols: Vec<&str> = matched.iter().map(|p| p.name()).collect();
                     v.error(
                         &op.span(),
                         DiagnosticKind::NeverGrants {

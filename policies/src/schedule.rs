@@ -13,13 +13,16 @@
 //! when computing where a window ends. Pure: no clock, no I/O, no panics; every loop is bounded.
 
 use chrono::{
-    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
-    Weekday,
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone,
+    Timelike, Utc, Weekday,
 };
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::ScheduleId;
+
+/// How far a DST change can move a wall-clock time (real shifts are at most 2 hours).
+const DST_SLACK: Duration = Duration::hours(3);
 
 /// Minutes in a day; a window's `to` may be exactly this (`24:00`).
 pub const MINUTES_PER_DAY: u16 = 24 * 60;
@@ -117,14 +120,18 @@ impl WeeklyWindow {
         }
     }
 
-    fn occurrence(&self, tz: Tz, date: NaiveDate) -> Window {
-        let start = at_minutes(date, self.from);
+    /// The wall-clock start and end of the occurrence starting on `date`.
+    fn wall_clock(&self, date: NaiveDate) -> (NaiveDateTime, NaiveDateTime) {
         let end_minutes = if self.crosses_midnight() {
             self.to + MINUTES_PER_DAY
         } else {
             self.to
         };
-        let end = at_minutes(date, end_minutes);
+        (at_minutes(date, self.from), at_minutes(date, end_minutes))
+    }
+
+    fn occurrence(&self, tz: Tz, date: NaiveDate) -> Window {
+        let (start, end) = self.wall_clock(date);
         Window {
             start: resolve_local(tz, start),
             end: resolve_local(tz, end),
@@ -134,8 +141,16 @@ impl WeeklyWindow {
 
 impl Schedule {
     /// The single window (without merging) that contains `t`, if any.
+    ///
+    /// Candidates are first compared on the wall clock, with [`DST_SLACK`] either side, so only
+    /// the one or two occurrences near `t` are converted to instants (each conversion is a
+    /// timezone-table search).
     fn raw_window_at(&self, t: DateTime<Utc>) -> Option<Window> {
-        let local = t.with_timezone(&self.timezone).date_naive();
+        let wall = t.with_timezone(&self.timezone).naive_local();
+        let near = |from: NaiveDateTime, to: NaiveDateTime| {
+            from - DST_SLACK <= wall && wall < to + DST_SLACK
+        };
+        let local = wall.date();
         let mut best: Option<Window> = None;
         let mut consider = |w: Window| {
             if w.contains(t) && best.is_none_or(|b| w.end > b.end) {
@@ -149,22 +164,58 @@ impl Schedule {
             let date = local + Duration::days(offset);
             for w in &self.weekly {
                 if w.days.contains(&date.weekday()) {
-                    consider(w.occurrence(self.timezone, date));
+                    let (from, to) = w.wall_clock(date);
+                    if near(from, to) {
+                        consider(w.occurrence(self.timezone, date));
+                    }
                 }
             }
         }
         for d in &self.dates {
-            consider(Window {
-                start: resolve_local(self.timezone, d.from),
-                end: resolve_local(self.timezone, d.to),
-            });
+            if near(d.from, d.to) {
+                consider(Window {
+                    start: resolve_local(self.timezone, d.from),
+                    end: resolve_local(self.timezone, d.to),
+                });
+            }
         }
         best
+    }
+
+    /// Whether the end of one window is, on the wall clock, the start of another (so windows
+    /// may need merging). Integer arithmetic only.
+    fn has_touching_windows(&self) -> bool {
+        const WEEK: i64 = 7 * MINUTES_PER_DAY as i64;
+        let minute_of_week = |t: NaiveDateTime| {
+            i64::from(t.weekday().num_days_from_monday()) * i64::from(MINUTES_PER_DAY)
+                + i64::from(t.hour() * 60 + t.minute())
+        };
+        let weekly = || {
+            self.weekly.iter().flat_map(|w| {
+                w.days.iter().map(move |day| {
+                    let start = i64::from(day.num_days_from_monday()) * i64::from(MINUTES_PER_DAY)
+                        + i64::from(w.from);
+                    (start, (start + i64::from(w.minutes())).rem_euclid(WEEK))
+                })
+            })
+        };
+        let dates = || {
+            self.dates
+                .iter()
+                .map(|d| (minute_of_week(d.from), minute_of_week(d.to)))
+        };
+        let starts = || weekly().chain(dates()).map(|(s, _)| s);
+        weekly()
+            .chain(dates())
+            .any(|(_, end)| starts().any(|s| s == end))
     }
 
     /// The window containing `t`, extended across windows that touch it, if any.
     pub fn window_at(&self, t: DateTime<Utc>) -> Option<Window> {
         let mut window = self.raw_window_at(t)?;
+        if !self.has_touching_windows() {
+            return Some(window);
+        }
         // Merge touching windows: at most one extension per weekly window and date per week.
         for _ in 0..16 {
             match self.raw_window_at(window.end) {

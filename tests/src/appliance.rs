@@ -143,17 +143,30 @@ impl TestAppliance {
     /// Start the daemon with its wall clock at `clock_start` (or the system clock), and wait
     /// until it is ready.
     pub fn start(&mut self, clock_start: Option<DateTime<Utc>>) {
+        self.start_in(None, "127.0.0.1:0", clock_start);
+    }
+
+    /// Start the daemon inside network namespace `netns` (when given; needs root), listening on
+    /// `listen` on the IT side, with its wall clock at `clock_start`.
+    pub fn start_in(
+        &mut self,
+        netns: Option<&str>,
+        listen: &str,
+        clock_start: Option<DateTime<Utc>>,
+    ) {
         assert!(self.child.is_none(), "the daemon runs already");
-        let mut command = Command::new(otgate_bin());
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(otgate_bin());
+                c
+            }
+            None => Command::new(otgate_bin()),
+        };
         command
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--danger-unsigned-policy",
-            ])
+            .args(["serve", "--listen", listen, "--danger-unsigned-policy"])
             .arg(&self.policy_file)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

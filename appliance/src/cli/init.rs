@@ -335,31 +335,6 @@ fn append_with_key(
     Ok(())
 }
 
-/// Append one administrative event to the journal from the command line, when no daemon runs.
-/// While `otgate serve` holds the journal this refuses (with a hint), so no change goes
-/// unrecorded.
-pub(crate) fn append_offline(data: &DataDir, event: Event) -> anyhow::Result<()> {
-    let key = crate::journal::keys::load_appliance_key(&data.appliance_key()).map_err(|e| {
-        hint(
-            e,
-            format!("is {} an appliance? (`otgate init`)", data.root().display()),
-        )
-    })?;
-    let journal = match crate::journal::Journal::open(
-        &data.journal_dir(),
-        key,
-        crate::journal::JournalConfig::default(),
-    ) {
-        Ok(j) => j,
-        Err(e @ crate::journal::JournalError::Locked { .. }) => {
-            return Err(hint(e, "the daemon holds the journal: stop `otgate serve` for this change, or use the daemon's console"));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    journal.append_blocking(event)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,8 @@ Examples:
   otgate inspect --pcap plant.pcap --json             every PDU, malformed frame and alert as JSON lines
   otgate inspect --pcap today.pcap --baseline week.json
   otgate inspect learn --pcap week.pcap --out week.json
+  otgate inspect --pcap mirror.pcap --data-dir /var/lib/otgate --policy plant.toml
+                                                      writes no grant covers: unauthorized_write
   otgate inspect --iface mirror0                      live, receive only (root)";
 
 /// Arguments of `otgate inspect`.
@@ -51,6 +53,10 @@ pub struct InspectArgs {
     /// Compare traffic against this baseline (from `otgate inspect learn`).
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
+    /// Judge writes to this policy's assets against the grants in the data directory's journal
+    /// (`unauthorized_write`); a policy TOML file.
+    #[arg(long, value_name = "POLICY.toml")]
+    pub policy: Option<PathBuf>,
     /// Live capture: stop after this many frames.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
@@ -215,10 +221,25 @@ pub fn inspect(globals: &Globals, args: InspectArgs) -> anyhow::Result<ExitCode>
         detector = detector.with_baseline(baseline);
     }
     let with_data_dir = initialized(globals);
-    if with_data_dir {
-        if let Some(coverage) = crate::inspect::appliance::grant_coverage(&globals.data_dir)? {
-            detector = detector.with_grants(Box::new(coverage));
+    let policy = match &args.policy {
+        Some(path) => {
+            let source = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read policy {}", path.display()))?;
+            let parsed =
+                otgate_policy::parse(&source, &path.display().to_string()).map_err(|d| {
+                    hint(
+                        anyhow::anyhow!("{d}"),
+                        format!("otgate policy check {}", path.display()),
+                    )
+                })?;
+            Some(parsed)
         }
+        None => None,
+    };
+    if let Some(coverage) =
+        crate::inspect::appliance::grant_coverage(&globals.data_dir, policy.as_ref())?
+    {
+        detector = detector.with_grants(Box::new(coverage));
     }
     let mut monitor = Monitor::new(detector);
     let stdout = std::io::stdout();
@@ -249,7 +270,17 @@ pub fn inspect(globals: &Globals, args: InspectArgs) -> anyhow::Result<ExitCode>
                 frames: args.count,
                 duration: args.duration,
             };
-            crate::inspect::live::capture(iface, limits, &mut monitor, &mut tee).map_err(|e| {
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let mut ready = || eprintln!("otgate: capturing on {iface} (receive only)");
+            crate::inspect::live::capture_until(
+                iface,
+                limits,
+                &stop,
+                &mut monitor,
+                &mut tee,
+                &mut ready,
+            )
+            .map_err(|e| {
                 hint(
                     e,
                     "live capture needs root (or CAP_NET_RAW) and an existing interface",
@@ -275,6 +306,7 @@ pub fn inspect(globals: &Globals, args: InspectArgs) -> anyhow::Result<ExitCode>
     let inventory = monitor.take_inventory();
     if with_data_dir {
         crate::inspect::appliance::journal_alerts(&globals.data_dir, &alerts)?;
+
         let path = inventory_path(globals);
         let mut stored = Inventory::load(&path)?;
         stored.merge(inventory.clone());

@@ -3,23 +3,22 @@
 //!
 //! Changes are journaled (`AdminEvent`, names only) before they are applied to a store. Secrets
 //! come from stdin only (`--password-stdin`), never from a flag; a TOTP secret is shown once, at
-//! enrolment. While `otgate serve` runs it holds the journal, so these commands ask the running
-//! daemon to refuse politely and say so (see the hint).
+//! enrolment. While `otgate serve` runs it holds the journal, so changes go through its control
+//! socket (`users.*` methods), which does exactly the same through [`crate::stores::admin`].
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::Utc;
 use serde_json::json;
 
 use super::{hint, Globals};
 use crate::datadir::DataDir;
-use crate::journal::event::{AdminEvent, Event};
+use crate::stores::admin::{Accounts, Admin, AdminError};
 use crate::stores::it::ItStore;
 use crate::stores::ot::OtStore;
-use crate::stores::{Secret, Zone};
+use crate::stores::{Secret, StoreError, Zone};
 use crate::tunnel::profile::{self, ClientProfile};
 use crate::tunnel::tls;
 
@@ -234,66 +233,144 @@ pub(crate) fn read_secret_line(prompt: &str) -> anyhow::Result<Secret> {
 }
 
 fn open_it(data_dir: &DataDir) -> anyhow::Result<ItStore> {
-    ItStore::open(&data_dir.it_store_dir()).map_err(|e| {
-        hint(
-            e,
-            format!(
-                "is {} an appliance? (`otgate init --data-dir {}`)",
-                data_dir.root().display(),
-                data_dir.root().display()
-            ),
-        )
-    })
+    ItStore::open(&data_dir.it_store_dir()).map_err(|e| not_an_appliance(e, data_dir))
 }
 
 fn open_ot(data_dir: &DataDir) -> anyhow::Result<OtStore> {
-    OtStore::open(&data_dir.ot_store_dir()).map_err(|e| {
-        hint(
-            e,
-            format!(
-                "is {} an appliance? (`otgate init --data-dir {}`)",
-                data_dir.root().display(),
-                data_dir.root().display()
-            ),
-        )
-    })
+    OtStore::open(&data_dir.ot_store_dir()).map_err(|e| not_an_appliance(e, data_dir))
+}
+
+fn not_an_appliance(e: impl Into<anyhow::Error>, data_dir: &DataDir) -> anyhow::Error {
+    let root = data_dir.root().display();
+    hint(
+        e,
+        format!("is {root} an appliance? (`otgate init --data-dir {root}`)"),
+    )
+}
+
+/// Refuse an id the active policy does not name in `zone` (IT identities and OT identities are
+/// the policy's; the stores only add credentials). Without an active policy, say so and go on.
+fn check_against_policy(data_dir: &DataDir, id: &str, zone: Zone) -> anyhow::Result<()> {
+    let active = match crate::bundles::load_active(data_dir) {
+        Ok(Some(active)) => active,
+        Ok(None) => {
+            eprintln!("note: no active policy yet, so `{id}` is not checked against it");
+            return Ok(());
+        }
+        Err(e) => {
+            eprintln!("note: the active policy could not be read ({e}), so `{id}` is not checked against it");
+            return Ok(());
+        }
+    };
+    let named = match zone {
+        Zone::It => active.policy.it_identity(id).is_some(),
+        Zone::Ot => active.policy.ot_identity(id).is_some(),
+    };
+    if named {
+        return Ok(());
+    }
+    Err(hint(
+        anyhow::anyhow!("the active policy (version {}) names no {zone} identity `{id}`", active.version),
+        format!("`otgate policy status` shows the active policy; {zone} identities are added by HQ in a new bundle"),
+    ))
+}
+
+/// Where console changes go: straight to the stores and the journal when no daemon runs, or
+/// through the running daemon's control socket (which holds the journal).
+pub(crate) enum Console {
+    /// No daemon: this process journals and applies.
+    Offline(Box<Admin>),
+    /// A daemon answers on this control socket.
+    Daemon(PathBuf),
+}
+
+impl Console {
+    /// Pick the path for `data_dir`.
+    pub(crate) fn open(data_dir: &DataDir) -> anyhow::Result<Self> {
+        let socket = data_dir.control_socket();
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return Ok(Console::Daemon(socket));
+        }
+        let key = crate::journal::keys::load_appliance_key(&data_dir.appliance_key())
+            .map_err(|e| not_an_appliance(e, data_dir))?;
+        let journal = match crate::journal::Journal::open(
+            &data_dir.journal_dir(),
+            key,
+            crate::journal::JournalConfig::default(),
+        ) {
+            Ok(journal) => journal,
+            Err(e @ crate::journal::JournalError::Locked { .. }) => {
+                return Err(hint(e, "another otgate holds the journal; if `otgate serve` is starting, retry in a moment"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let admin =
+            Admin::open(data_dir, journal, "console").map_err(|e| not_an_appliance(e, data_dir))?;
+        Ok(Console::Offline(Box::new(admin)))
+    }
+
+    /// Call the daemon's `method`; its refusal becomes an error with the daemon's hint.
+    pub(crate) fn call(
+        socket: &std::path::Path,
+        method: &str,
+        params: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        crate::control::client::call(socket, method, params).map_err(|e| match e {
+            crate::control::client::ClientError::Refused(refusal) => match refusal.hint.clone() {
+                Some(h) => hint(anyhow::anyhow!(refusal.message), h),
+                None => anyhow::anyhow!(refusal.message),
+            },
+            other => other.into(),
+        })
+    }
+}
+
+/// A store refusal with the next step to take.
+pub(crate) fn admin_error(e: AdminError) -> anyhow::Error {
+    let next = match &e {
+        AdminError::Store(StoreError::AccountExists { zone, id }) => {
+            Some(format!("`otgate users remove {id} --zone {zone}` first, or `otgate users set-password {id} --zone {zone}`"))
+        }
+        AdminError::Store(StoreError::UnknownAccount { zone: Zone::Ot, id }) => {
+            Some(format!("add it first: `otgate users add-ot {id} --role ROLE`"))
+        }
+        AdminError::Store(StoreError::UnknownAccount { zone, .. }) => {
+            Some(format!("`otgate users list --zone {zone}` shows the accounts"))
+        }
+        AdminError::Store(StoreError::UnknownSecret { .. }) => Some("`otgate vault list` shows the names".to_owned()),
+        AdminError::Store(StoreError::Tampered { .. }) => {
+            Some("restore the file from a backup; the store refuses to use it as it is".to_owned())
+        }
+        _ => None,
+    };
+    match next {
+        Some(next) => hint(e, next),
+        None => e.into(),
+    }
 }
 
 fn add_ot(data_dir: &DataDir, args: AddOtArgs) -> anyhow::Result<ExitCode> {
     crate::stores::validate_name(&args.id)?;
+    check_against_policy(data_dir, &args.id, Zone::Ot)?;
     for role in &args.roles {
         crate::stores::validate_name(role).with_context(|| format!("--role {role}"))?;
     }
-    let store = open_ot(data_dir)?;
-    if store.list_users()?.iter().any(|u| u.id == args.id) {
-        return Err(hint(
-            crate::stores::StoreError::AccountExists { zone: Zone::Ot, id: args.id.clone() },
-            format!("`otgate users remove {} --zone ot` first, or `otgate users set-password {} --zone ot`", args.id, args.id),
-        ));
-    }
+    let console = Console::open(data_dir)?;
     let password = if args.password_stdin {
         Some(read_secret_line("password: ")?)
     } else {
         None
     };
-    if let Some(pw) = &password {
-        if pw.len() < crate::stores::password::MIN_LEN {
-            anyhow::bail!(
-                "the password is shorter than {} bytes",
-                crate::stores::password::MIN_LEN
-            );
+    match &console {
+        Console::Offline(admin) => admin
+            .add_ot(&args.id, &args.roles, password.as_ref())
+            .map_err(admin_error)?,
+        Console::Daemon(socket) => {
+            let password = password.as_ref().and_then(|p| p.expose_str());
+            let params = json!({ "id": args.id, "roles": args.roles, "password": password });
+            Console::call(socket, "users.add_ot", params)?;
         }
     }
-    record_admin(
-        data_dir,
-        AdminEvent::AccountAdded {
-            identity: args.id.clone(),
-            zone: Zone::Ot,
-            roles: args.roles.clone(),
-            by: "console".into(),
-        },
-    )?;
-    store.add_user(&args.id, &args.roles, password.as_ref(), Utc::now())?;
     println!("added OT account {} ({})", args.id, args.roles.join(", "));
     if password.is_none() {
         println!("next: `otgate users enroll-totp {} --zone ot` (an account needs a password or TOTP to log in)", args.id);
@@ -303,102 +380,73 @@ fn add_ot(data_dir: &DataDir, args: AddOtArgs) -> anyhow::Result<ExitCode> {
 
 fn enroll_totp(data_dir: &DataDir, args: EnrollTotpArgs) -> anyhow::Result<ExitCode> {
     crate::stores::validate_name(&args.id)?;
-    let now = Utc::now();
-    let shown = match args.zone {
-        Zone::It => {
-            let store = open_it(data_dir)?;
-            record_admin(
-                data_dir,
-                AdminEvent::TotpEnrolled {
-                    identity: args.id.clone(),
-                    zone: Zone::It,
-                    by: "console".into(),
-                },
-            )?;
-            store.enroll_totp(&args.id, now)?
+    check_against_policy(data_dir, &args.id, args.zone)?;
+    let (secret, url) = match Console::open(data_dir)? {
+        Console::Offline(admin) => {
+            let shown = admin
+                .enroll_totp(&args.id, args.zone)
+                .map_err(admin_error)?;
+            (
+                zeroize::Zeroizing::new(
+                    shown
+                        .secret_base32
+                        .expose_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                ),
+                zeroize::Zeroizing::new(shown.url.expose_str().unwrap_or_default().to_owned()),
+            )
         }
-        Zone::Ot => {
-            let store = open_ot(data_dir)?;
-            if !store.list_users()?.iter().any(|u| u.id == args.id) {
-                return Err(hint(
-                    crate::stores::StoreError::UnknownAccount {
-                        zone: Zone::Ot,
-                        id: args.id.clone(),
-                    },
-                    format!(
-                        "add it first: `otgate users add-ot {} --role ROLE`",
-                        args.id
-                    ),
-                ));
-            }
-            record_admin(
-                data_dir,
-                AdminEvent::TotpEnrolled {
-                    identity: args.id.clone(),
-                    zone: Zone::Ot,
-                    by: "console".into(),
-                },
+        Console::Daemon(socket) => {
+            let shown = Console::call(
+                &socket,
+                "users.enroll_totp",
+                json!({ "id": args.id, "zone": args.zone }),
             )?;
-            store.enroll_totp(&args.id, now)?
+            let field = |name: &str| {
+                zeroize::Zeroizing::new(
+                    shown
+                        .get(name)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            };
+            (field("secret"), field("otpauth_url"))
         }
     };
-    let secret = shown.secret_base32.expose_str().unwrap_or_default();
-    let url = shown.url.expose_str().unwrap_or_default();
     if args.json {
         println!(
             "{}",
-            json!({ "identity": args.id, "zone": args.zone, "secret": secret, "otpauth_url": url })
+            json!({ "identity": args.id, "zone": args.zone, "secret": *secret, "otpauth_url": *url })
         );
     } else {
         println!(
             "TOTP enrolled for {} ({} store). Shown once; add it to the authenticator now:",
             args.id, args.zone
         );
-        println!("  secret: {secret}");
-        println!("  url:    {url}");
+        println!("  secret: {}", *secret);
+        println!("  url:    {}", *url);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn set_password(data_dir: &DataDir, args: SetPasswordArgs) -> anyhow::Result<ExitCode> {
     crate::stores::validate_name(&args.id)?;
+    let console = Console::open(data_dir)?;
     let password = read_secret_line("new password: ")?;
-    if password.len() < crate::stores::password::MIN_LEN {
-        anyhow::bail!(
-            "the password is shorter than {} bytes",
-            crate::stores::password::MIN_LEN
-        );
-    }
-    match args.zone {
-        Zone::It => {
-            let store = open_it(data_dir)?;
-            record_admin(
-                data_dir,
-                AdminEvent::PasswordSet {
-                    identity: args.id.clone(),
-                    zone: Zone::It,
-                    by: "console".into(),
-                },
+    match &console {
+        Console::Offline(admin) => admin
+            .set_password(&args.id, args.zone, &password)
+            .map_err(admin_error)?,
+        Console::Daemon(socket) => {
+            let text =
+                zeroize::Zeroizing::new(password.expose_str().unwrap_or_default().to_owned());
+            Console::call(
+                socket,
+                "users.set_password",
+                json!({ "id": args.id, "zone": args.zone, "password": *text }),
             )?;
-            store.set_password(&args.id, &password)?;
-        }
-        Zone::Ot => {
-            let store = open_ot(data_dir)?;
-            if !store.list_users()?.iter().any(|u| u.id == args.id) {
-                anyhow::bail!(crate::stores::StoreError::UnknownAccount {
-                    zone: Zone::Ot,
-                    id: args.id.clone()
-                });
-            }
-            record_admin(
-                data_dir,
-                AdminEvent::PasswordSet {
-                    identity: args.id.clone(),
-                    zone: Zone::Ot,
-                    by: "console".into(),
-                },
-            )?;
-            store.set_password(&args.id, &password)?;
         }
     }
     println!("password set for {} ({} store)", args.id, args.zone);
@@ -406,27 +454,25 @@ fn set_password(data_dir: &DataDir, args: SetPasswordArgs) -> anyhow::Result<Exi
 }
 
 fn list(data_dir: &DataDir, args: ListArgs) -> anyhow::Result<ExitCode> {
-    let it = match args.zone {
-        None | Some(Zone::It) => Some(open_it(data_dir)?.list()?),
-        Some(Zone::Ot) => None,
-    };
-    let ot = match args.zone {
-        None | Some(Zone::Ot) => Some(open_ot(data_dir)?.list_users()?),
-        Some(Zone::It) => None,
+    // Reading needs no journal: the stores are safe to read while a daemon runs.
+    let accounts = Accounts {
+        it: if args.zone != Some(Zone::Ot) {
+            Some(open_it(data_dir)?.list()?)
+        } else {
+            None
+        },
+        ot: if args.zone != Some(Zone::It) {
+            Some(open_ot(data_dir)?.list_users()?)
+        } else {
+            None
+        },
     };
     if args.json {
-        let mut out = serde_json::Map::new();
-        if let Some(it) = &it {
-            out.insert("it".into(), serde_json::to_value(it)?);
-        }
-        if let Some(ot) = &ot {
-            out.insert("ot".into(), serde_json::to_value(ot)?);
-        }
-        println!("{}", serde_json::Value::Object(out));
+        println!("{}", serde_json::to_string(&accounts)?);
         return Ok(ExitCode::SUCCESS);
     }
     let yes = |b: bool| if b { "yes" } else { "-" };
-    if let Some(it) = it {
+    if let Some(it) = accounts.it {
         println!(
             "IT store ({} with local credentials; keys and roles come from the policy)",
             it.len()
@@ -442,7 +488,7 @@ fn list(data_dir: &DataDir, args: ListArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    if let Some(ot) = ot {
+    if let Some(ot) = accounts.ot {
         println!("OT store ({} accounts)", ot.len());
         println!(
             "  {:<24} {:<28} {:<5} {:<9} FAILURES",
@@ -463,36 +509,15 @@ fn list(data_dir: &DataDir, args: ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn remove(data_dir: &DataDir, args: RemoveArgs) -> anyhow::Result<ExitCode> {
-    let exists = match args.zone {
-        Zone::It => open_it(data_dir)?.list()?.iter().any(|a| a.id == args.id),
-        Zone::Ot => open_ot(data_dir)?
-            .list_users()?
-            .iter()
-            .any(|a| a.id == args.id),
-    };
-    if !exists {
-        return Err(hint(
-            crate::stores::StoreError::UnknownAccount {
-                zone: args.zone,
-                id: args.id.clone(),
-            },
-            format!(
-                "`otgate users list --zone {}` shows the accounts",
-                args.zone
-            ),
-        ));
-    }
-    record_admin(
-        data_dir,
-        AdminEvent::AccountRemoved {
-            identity: args.id.clone(),
-            zone: args.zone,
-            by: "console".into(),
-        },
-    )?;
-    match args.zone {
-        Zone::It => open_it(data_dir)?.remove(&args.id)?,
-        Zone::Ot => open_ot(data_dir)?.remove_user(&args.id)?,
+    match Console::open(data_dir)? {
+        Console::Offline(admin) => admin.remove(&args.id, args.zone).map_err(admin_error)?,
+        Console::Daemon(socket) => {
+            Console::call(
+                &socket,
+                "users.remove",
+                json!({ "id": args.id, "zone": args.zone }),
+            )?;
+        }
     }
     println!("removed {} from the {} store", args.id, args.zone);
     Ok(ExitCode::SUCCESS)
@@ -519,12 +544,6 @@ fn write_profile(data_dir: &DataDir, args: ProfileArgs) -> anyhow::Result<ExitCo
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Journal an administrative change before it is applied. Refuses while the daemon holds the
-/// journal (the change would otherwise go unrecorded).
-pub(crate) fn record_admin(data_dir: &DataDir, event: AdminEvent) -> anyhow::Result<()> {
-    crate::cli::init::append_offline(data_dir, Event::Admin(event))
 }
 
 #[cfg(test)]
@@ -566,7 +585,12 @@ mod tests {
         );
         open_ot(&g.data_dir)
             .unwrap()
-            .add_user("sam", &["shift-supervisor".into()], None, Utc::now())
+            .add_user(
+                "sam",
+                &["shift-supervisor".into()],
+                None,
+                chrono::Utc::now(),
+            )
             .unwrap();
         run(&g, enroll("sam", Zone::Ot)).unwrap();
         run(
@@ -605,7 +629,9 @@ mod tests {
                 .unwrap()
                 .map(|r| r.unwrap().event)
                 .filter_map(|e| match e {
-                    Event::Admin(a) => Some(crate::journal::event::Subjects::kind(&a)),
+                    crate::journal::event::Event::Admin(a) => {
+                        Some(crate::journal::event::Subjects::kind(&a))
+                    }
                     _ => None,
                 })
                 .collect();

@@ -5,10 +5,10 @@
 
 use std::process::ExitCode;
 
-use chrono::Utc;
+use serde_json::json;
 
+use super::users::{admin_error, Console};
 use super::{hint, Globals};
-use crate::journal::event::AdminEvent;
 use crate::stores::ot::OtStore;
 
 const AFTER_HELP: &str = "\
@@ -75,28 +75,35 @@ pub fn run(globals: &Globals, command: VaultCommand) -> anyhow::Result<ExitCode>
     match command {
         VaultCommand::Set(args) => {
             crate::stores::validate_name(&args.name)?;
-            let vault = open(globals)?.vault();
-            let replaced = vault.list()?.iter().any(|e| e.name == args.name);
-            let value = if args.from_stdin || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                super::users::read_secret_line("")?
+            let console = Console::open(&globals.data_dir)?;
+            let prompt = if args.from_stdin {
+                String::new()
             } else {
-                super::users::read_secret_line(&format!("value for {}: ", args.name))?
+                format!("value for {}: ", args.name)
             };
-            if value.len() > crate::stores::vault::MAX_SECRET_LEN {
-                anyhow::bail!(
-                    "the value is longer than {} bytes",
-                    crate::stores::vault::MAX_SECRET_LEN
-                );
-            }
-            super::users::record_admin(
-                &globals.data_dir,
-                AdminEvent::VaultSecretSet {
-                    name: args.name.clone(),
-                    replaced,
-                    by: "console".into(),
-                },
-            )?;
-            vault.set(&args.name, value, Utc::now())?;
+            let value = super::users::read_secret_line(&prompt)?;
+            let replaced = match &console {
+                Console::Offline(admin) => {
+                    admin.vault_set(&args.name, value).map_err(admin_error)?
+                }
+                Console::Daemon(socket) => {
+                    let text = zeroize::Zeroizing::new(
+                        value
+                            .expose_str()
+                            .ok_or_else(|| anyhow::anyhow!("the value is not UTF-8"))?
+                            .to_owned(),
+                    );
+                    let answer = Console::call(
+                        socket,
+                        "vault.set",
+                        json!({ "name": args.name, "value": *text }),
+                    )?;
+                    answer
+                        .get("replaced")
+                        .and_then(|v| v.as_bool())
+                        .unwrap_or(false)
+                }
+            };
             println!(
                 "{} `{}` (value not shown)",
                 if replaced { "replaced" } else { "stored" },
@@ -105,6 +112,7 @@ pub fn run(globals: &Globals, command: VaultCommand) -> anyhow::Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
         VaultCommand::List(args) => {
+            // Names only; reading needs no journal.
             let entries = open(globals)?.vault().list()?;
             if args.json {
                 println!("{}", serde_json::to_string(&entries)?);
@@ -119,23 +127,12 @@ pub fn run(globals: &Globals, command: VaultCommand) -> anyhow::Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
         VaultCommand::Remove(args) => {
-            let vault = open(globals)?.vault();
-            if !vault.list()?.iter().any(|e| e.name == args.name) {
-                return Err(hint(
-                    crate::stores::StoreError::UnknownSecret {
-                        name: args.name.clone(),
-                    },
-                    "`otgate vault list` shows the names",
-                ));
+            match Console::open(&globals.data_dir)? {
+                Console::Offline(admin) => admin.vault_remove(&args.name).map_err(admin_error)?,
+                Console::Daemon(socket) => {
+                    Console::call(&socket, "vault.remove", json!({ "name": args.name }))?;
+                }
             }
-            super::users::record_admin(
-                &globals.data_dir,
-                AdminEvent::VaultSecretRemoved {
-                    name: args.name.clone(),
-                    by: "console".into(),
-                },
-            )?;
-            vault.remove(&args.name)?;
             println!("removed `{}`", args.name);
             Ok(ExitCode::SUCCESS)
         }

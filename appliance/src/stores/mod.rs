@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod admin;
 pub mod it;
 pub mod limit;
 pub mod ot;

@@ -208,3 +208,325 @@ fn per_function_counts_match_tshark_on_every_shared_capture() {
         failures.join("\n")
     );
 }
+
+/// A Modbus TCP ADU.
+fn adu(tid: u16, unit: u8, pdu: &[u8]) -> Vec<u8> {
+    let mut v = tid.to_be_bytes().to_vec();
+    v.extend_from_slice(&[0, 0]);
+    v.extend_from_slice(&((pdu.len() + 1) as u16).to_be_bytes());
+    v.push(unit);
+    v.extend_from_slice(pdu);
+    v
+}
+
+fn at(rfc3339: &str) -> std::time::SystemTime {
+    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap();
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.timestamp() as u64)
+}
+
+/// A write of holding register `address` from a rogue host straight to `plc` at `when`.
+fn rogue_write(
+    pcap: &mut otgate::sim::traffic::CaptureWriter<std::io::BufWriter<std::fs::File>>,
+    plc: std::net::SocketAddr,
+    port: u16,
+    address: u16,
+    when: &str,
+) {
+    use otgate::sim::traffic::{Direction, FlowWriter};
+    let client: std::net::SocketAddr = format!("10.10.9.99:{port}").parse().unwrap();
+    let t = at(when);
+    let mut flow = FlowWriter::open(pcap, client, plc, t).unwrap();
+    let [hi, lo] = address.to_be_bytes();
+    let pdu = [6, hi, lo, 0x12, 0x34];
+    flow.send(pcap, Direction::ToServer, &adu(1, 1, &pdu), t)
+        .unwrap();
+    flow.send(pcap, Direction::ToClient, &adu(1, 1, &pdu), t)
+        .unwrap();
+    flow.close(pcap, t).unwrap();
+}
+
+/// The appliance's journal holds one grant on line3-plc (write holding registers 100-199, read)
+/// from 06:00 to 10:00; the mirror port shows writes inside and outside it. Only the writes no
+/// grant explains raise `unauthorized_write`, and `otgate inspect --data-dir` journals them.
+#[test]
+fn writes_no_grant_covers_raise_unauthorized_write_and_are_journaled() {
+    use otgate::journal::event::{AccessEvent, Event, GrantMode, InspectEvent, Submission};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let plant = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples/plant.toml");
+    let policy =
+        otgate_policy::parse(&std::fs::read_to_string(&plant).unwrap(), "plant.toml").unwrap();
+    let plc = policy
+        .assets
+        .iter()
+        .find(|a| a.id.as_str() == "line3-plc")
+        .unwrap()
+        .address;
+
+    let scope = serde_json::json!({
+        "asset": "line3-plc",
+        "protocol": "modbus",
+        "modbus": [
+            {"class": "write", "table": "holding-registers", "ranges": [[100, 199]], "units": [1]},
+            {"class": "read", "units": [1]}
+        ]
+    });
+    let parsed: otgate_policy::GrantScope = serde_json::from_value(scope.clone()).unwrap();
+    assert_eq!(parsed.asset.as_str(), "line3-plc");
+    let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    {
+        let journal = otgate::journal::Journal::open_for_tests(&data).unwrap();
+        let submission = Submission {
+            request_id: "R-0001".into(),
+            grant_id: None,
+            requester: "alice".into(),
+            asset: "line3-plc".into(),
+            operations: vec!["write:holding-registers:100-199".into()],
+            rule: "line3-maintenance".into(),
+            mode: GrantMode::Approvers,
+            scope,
+            start: t("2026-11-28T06:00:00Z"),
+            end: t("2026-11-28T10:00:00Z"),
+            decision: "needs approval".into(),
+            approvals_required: vec![],
+            approvers: vec![],
+            idle_timeout_secs: 900,
+            end_on_last_disconnect: false,
+            revoke_on: vec![],
+            ticket: Some("CHG-1234".into()),
+            reason: "setpoints".into(),
+            source: None,
+            mfa: true,
+            at: t("2026-11-28T05:00:00Z"),
+        };
+        for event in [
+            AccessEvent::RequestSubmitted(Box::new(submission)),
+            AccessEvent::GrantActivated {
+                request_id: "R-0001".into(),
+                grant_id: "G-0001".into(),
+                end: t("2026-11-28T10:00:00Z"),
+                at: t("2026-11-28T06:00:00Z"),
+            },
+            AccessEvent::GrantEnded {
+                request_id: "R-0001".into(),
+                grant_id: "G-0001".into(),
+                reason: otgate::journal::event::EndReason::Closed,
+                at: t("2026-11-28T09:00:00Z"),
+            },
+        ] {
+            journal.append_blocking(Event::Access(event)).unwrap();
+        }
+    }
+
+    let pcap_path = dir.path().join("mirror.pcap");
+    let mut pcap = otgate::sim::traffic::CaptureWriter::create(&pcap_path).unwrap();
+    rogue_write(&mut pcap, plc, 40001, 150, "2026-11-28T07:00:00Z"); // covered
+    rogue_write(&mut pcap, plc, 40002, 250, "2026-11-28T07:05:00Z"); // outside the scope
+    rogue_write(&mut pcap, plc, 40003, 150, "2026-11-28T09:30:00Z"); // after the grant ended
+    rogue_write(&mut pcap, plc, 40004, 150, "2026-11-28T05:30:00Z"); // before it began
+    let other: std::net::SocketAddr = "10.10.77.7:502".parse().unwrap();
+    rogue_write(&mut pcap, other, 40005, 150, "2026-11-28T07:00:00Z"); // not a policy asset
+    pcap.finish().unwrap();
+
+    // Library: coverage from the journal, then the monitor.
+    let coverage =
+        otgate::inspect::appliance::coverage_from_journal(&policy, &data.join("journal")).unwrap();
+    let mut monitor = Monitor::new(Detector::new().with_grants(Box::new(coverage)));
+    let mut unauthorized = Vec::new();
+    let mut sink = |o: &Observation<'_>| {
+        if let Observation::Alert(a) = o {
+            if a.kind == otgate::inspect::event::AlertKind::UnauthorizedWrite {
+                unauthorized.push((a.time.to_rfc3339(), a.asset.clone(), a.detail.clone()));
+            }
+        }
+    };
+    inspect_file(&pcap_path, &mut monitor, &mut sink, None).unwrap();
+    let times: Vec<&str> = unauthorized.iter().map(|(t, _, _)| t.as_str()).collect();
+    assert_eq!(
+        times,
+        [
+            "2026-11-28T07:05:00+00:00",
+            "2026-11-28T09:30:00+00:00",
+            "2026-11-28T05:30:00+00:00"
+        ],
+        "{unauthorized:#?}"
+    );
+    assert!(unauthorized
+        .iter()
+        .all(|(_, asset, _)| asset == "line3-plc"));
+
+    // CLI: `otgate inspect --pcap --data-dir --policy` journals the same three alerts.
+    use clap::Parser;
+    let cli = otgate::cli::Cli::try_parse_from([
+        "otgate",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "inspect",
+        "--pcap",
+        pcap_path.to_str().unwrap(),
+        "--policy",
+        plant.to_str().unwrap(),
+    ])
+    .unwrap();
+    otgate::cli::run(cli).unwrap();
+    let journaled: Vec<String> = otgate::journal::read::JournalReader::open(&data.join("journal"))
+        .unwrap()
+        .filter_map(|r| match r.unwrap().event {
+            Event::Inspect(InspectEvent::Alert {
+                alert: otgate::inspect::event::AlertKind::UnauthorizedWrite,
+                time,
+                ..
+            }) => Some(time.to_rfc3339()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(journaled.len(), 3, "{journaled:?}");
+    let inventory =
+        otgate::inspect::inventory::Inventory::load(&data.join("inspect/inventory.json")).unwrap();
+    assert!(inventory.assets.contains_key(&plc.ip()));
+}
+
+/// Runs `cmd`, panics with its output if it fails.
+fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Deletes the network namespace when the test ends, however it ends.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+fn otgate_binary() -> PathBuf {
+    // target/debug/deps/e2e-... -> target/debug/otgate
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("otgate")
+}
+
+/// Live capture, receive only: a veth pair inside a network namespace made for this test,
+/// `tcpreplay` of a shared capture into one end, `otgate inspect --iface` on the other. The
+/// Modbus PDUs counted equal tshark's for the file, and the capture interface's TX counter does
+/// not move.
+#[test]
+fn live_capture_on_a_veth_pair_decodes_a_replayed_capture_and_never_transmits() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let Some(dir) = pcaps_dir() else {
+        eprintln!("\n\n*** SKIPPED: shared/pcaps not found ***\n\n");
+        return;
+    };
+    let root = run(Command::new("id").arg("-u")).trim() == "0";
+    let tools = ["ip", "tcpreplay"]
+        .iter()
+        .all(|t| Command::new(t).arg("-V").output().is_ok());
+    let otgate = otgate_binary();
+    if !root || !tools || !otgate.exists() {
+        eprintln!(
+            "\n\n*** SKIPPED: needs root, ip, tcpreplay and a built otgate ({}) ***\n\n",
+            otgate.display()
+        );
+        return;
+    }
+    let ns = Netns(format!("otg-insp-{}", std::process::id()));
+    run(Command::new("ip").args(["netns", "add", &ns.0]));
+    let in_ns = |args: &[&str]| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &ns.0]).args(args);
+        c
+    };
+    // No IPv6 in the namespace: nothing (router solicitations, DAD) may send on its own.
+    run(&mut in_ns(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv6.conf.all.disable_ipv6=1",
+    ]));
+    run(&mut in_ns(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv6.conf.default.disable_ipv6=1",
+    ]));
+    run(&mut in_ns(&[
+        "ip", "link", "add", "mirror0", "type", "veth", "peer", "name", "span0",
+    ]));
+    run(&mut in_ns(&[
+        "ip", "link", "set", "mirror0", "up", "promisc", "on", "arp", "off",
+    ]));
+    run(&mut in_ns(&[
+        "ip", "link", "set", "span0", "up", "arp", "off",
+    ]));
+    let tx = || {
+        run(&mut in_ns(&[
+            "cat",
+            "/sys/class/net/mirror0/statistics/tx_packets",
+        ]))
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+    };
+    let tx_before = tx();
+
+    let pcap = dir.join("modbus/iti_bro_modbus_modbusSmall.pcap");
+    let frames = 166u64; // counts.psv
+    let mut child = in_ns(&[
+        otgate.to_str().unwrap(),
+        "--data-dir",
+        "/nonexistent-otgate-test",
+        "inspect",
+        "--iface",
+        "mirror0",
+        "--count",
+        &frames.to_string(),
+        "--duration",
+        "60s",
+        "--json",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Wait until the socket is open before replaying.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("capturing on mirror0"), "{line}");
+    run(&mut in_ns(&[
+        "tcpreplay",
+        "-q",
+        "--pps",
+        "2000",
+        "-i",
+        "span0",
+        pcap.to_str().unwrap(),
+    ]));
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .unwrap_or_else(|| panic!("no summary in {stdout}"));
+    assert_eq!(summary["stats"]["frames"], frames, "{summary}");
+    assert_eq!(summary["stats"]["modbus_pdus"], 32, "{summary}");
+    assert_eq!(summary["stats"]["modbus_functions"]["1"], 16, "{summary}");
+    assert_eq!(summary["stats"]["modbus_functions"]["15"], 16, "{summary}");
+    assert_eq!(tx(), tx_before, "the capture interface transmitted");
+}
