@@ -227,10 +227,12 @@ mod tests {
         )
         .unwrap();
         let shutdown = CancellationToken::new();
+        let state = crate::state::State::open(&data_dir, &journal).unwrap();
         let app = Arc::new(Appliance {
             data_dir: data_dir.clone(),
             clock,
             journal,
+            state,
             policy: std::sync::RwLock::new(Arc::new(policy)),
             grants,
             ot_store: Some(OtStore::open(&data_dir.ot_store_dir()).unwrap()),

@@ -172,12 +172,9 @@ fn keygen_sign_two_of_three_serve_pull_status_rotate_and_refuse_the_revoked_key(
     ]);
 
     // The appliance, provisioned with the trust root.
-    // (Until `otgate init --trust` lands, provision through the library it will call.)
     let data = tmp.path().join("appliance");
     let dd = DataDir::new(&data);
-    std::fs::create_dir_all(&data).unwrap();
-    otgate::journal::keys::generate_appliance_key(&dd.appliance_key()).unwrap();
-    otgate::bundles::install_trust_root(&dd, &root).unwrap();
+    ok(&["init", "--data-dir", s(&data), "--trust", s(&root)]);
     let dd_s = s(&data).to_owned();
     assert!(status(&dd_s)["active"].is_null());
 

@@ -310,13 +310,13 @@ fn audit_verify_reports_intact_then_the_altered_record_by_seq() {
     assert_eq!(code, 0);
     let (code, out, err) = otgate(root.path(), &["audit", "verify"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("journal intact: 43 records"), "{out}");
+    assert!(out.starts_with("journal intact: 44 records"), "{out}"); // created, opened, state built, 40 notes, checkpoint
     let (code, out, _) = otgate(root.path(), &["audit", "verify", "--json"]);
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         (report["intact"].as_bool(), report["head_seq"].as_u64()),
-        (Some(true), Some(43))
+        (Some(true), Some(44))
     );
 
     // Flip one byte inside record seq 10's payload.
@@ -329,11 +329,12 @@ fn audit_verify_reports_intact_then_the_altered_record_by_seq() {
     let mut offset = otgate::journal::record::SEGMENT_HEADER_LEN;
     loop {
         let record = otgate::journal::record::decode(&bytes[offset..]).unwrap();
-        if record.seq == 10 {
-            bytes[offset + record.frame_len - 40] ^= 0x01;
+        let (seq, frame_len) = (record.seq, record.frame_len);
+        if seq == 10 {
+            bytes[offset + frame_len - 40] ^= 0x01;
             break;
         }
-        offset += record.frame_len;
+        offset += frame_len;
     }
     std::fs::write(&segment, bytes).unwrap();
     let (code, _, err) = otgate(root.path(), &["audit", "verify"]);
@@ -401,7 +402,7 @@ fn audit_show_filters_and_export_to_a_file_resumes() {
     let to = format!("file:{}", file.display());
     let (code, out, err) = otgate(root.path(), &["audit", "export", "--to", &to]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("exported 18 records"), "{out}");
+    assert!(out.contains("exported 19 records"), "{out}"); // created, opened, state built, 15 notes, checkpoint
     let (code, _, _) = otgate(
         root.path(),
         &[
