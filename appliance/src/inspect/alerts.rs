@@ -43,7 +43,8 @@ pub const RATE_FACTOR: u64 = 3;
 #[derive(Debug, Default)]
 struct ScanState {
     targets: HashSet<SocketAddr>,
-    units: HashSet<(IpAddr, u8)>,
+    /// Per outstation, a bitmap of the unit ids addressed.
+    units: HashMap<IpAddr, [u64; 4]>,
     illegal_functions: HashSet<u8>,
     alerted_targets: bool,
     alerted_units: bool,
@@ -429,13 +430,15 @@ impl Detector {
         bound(&mut self.scans);
         let scan = self.scans.entry(at.src.ip()).or_default();
         if !scan.alerted_units {
-            scan.units.insert((at.dst.ip(), pdu.unit));
-            let on_this = scan
-                .units
-                .iter()
-                .filter(|(ip, _)| *ip == at.dst.ip())
-                .count();
-            if on_this >= SCAN_UNITS {
+            if scan.units.len() >= 1024 && !scan.units.contains_key(&at.dst.ip()) {
+                scan.units.clear();
+            }
+            let bits = scan.units.entry(at.dst.ip()).or_default();
+            if let Some(word) = bits.get_mut(usize::from(pdu.unit / 64)) {
+                *word |= 1 << (pdu.unit % 64);
+            }
+            let on_this: u32 = bits.iter().map(|w| w.count_ones()).sum();
+            if on_this as usize >= SCAN_UNITS {
                 scan.alerted_units = true;
                 let detail = format!(
                     "{} addressed {SCAN_UNITS} distinct unit ids on {}",
