@@ -196,10 +196,16 @@ fn load_policy(config: &DaemonConfig) -> Result<Arc<otgate_policy::Policy>, Daem
                 .map(Arc::new)
                 .map_err(|d| DaemonError::Policy(d.to_string()))
         }
-        PolicySource::ActiveBundle => Err(DaemonError::Policy(
-            "no active signed policy bundle support yet; import one with `otgate policy import`"
-                .to_owned(),
-        )),
+        PolicySource::ActiveBundle => match crate::bundles::load_active(&config.data_dir) {
+            Ok(Some(active)) => {
+                tracing::info!(version = active.version, "active signed policy loaded");
+                Ok(active.policy)
+            }
+            Ok(None) => Err(DaemonError::Policy(
+                "no active signed policy bundle in the data directory".to_owned(),
+            )),
+            Err(e) => Err(DaemonError::Policy(e.to_string())),
+        },
     }
 }
 
