@@ -814,7 +814,7 @@ impl Stage {
                     "{} {} on {}: {}",
                     field(g, "grant_id"),
                     field(g, "requester"),
-                    field(g, "target"),
+                    field(g, "asset"),
                     field(g, "state")
                 ));
             }
@@ -831,7 +831,14 @@ impl Stage {
             ),
         );
         n.say("monitor", &format!("alerts: {}", summary.alerts.len()));
-        n.say("appliance", &format!("audit verify: {}", summary.verify));
+        let mut verdict = summary.verify.lines();
+        n.say(
+            "appliance",
+            &format!("audit verify: {}", verdict.next().unwrap_or_default()),
+        );
+        for line in verdict {
+            n.detail(line);
+        }
         println!();
         if kept {
             let d = self.data_dir.root().display();
