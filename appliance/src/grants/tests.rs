@@ -61,6 +61,7 @@ pub(crate) struct Plant {
     length: chrono::Duration,
     vendor_expiry: Option<DateTime<Utc>>,
     end_on_last: bool,
+    dropped_assets: Vec<&'static str>,
 }
 
 impl AccessPolicy for Plant {
@@ -133,10 +134,10 @@ impl AccessPolicy for Plant {
             .flatten()
     }
     fn still_covers(&self, _: &str, asset: &str, _: &str, _: &[String]) -> Result<(), String> {
-        if asset == "line3-plc" {
-            Ok(())
+        if self.dropped_assets.contains(&asset) {
+            Err(format!("the policy no longer names asset {asset}"))
         } else {
-            Err("gone".into())
+            Ok(())
         }
     }
 }
@@ -158,6 +159,7 @@ pub(crate) fn plant(needs: &[(&str, u32)]) -> Plant {
         length: chrono::Duration::hours(4),
         vendor_expiry: None,
         end_on_last: false,
+        dropped_assets: Vec::new(),
     }
 }
 
@@ -635,4 +637,42 @@ async fn a_grant_that_ends_on_last_disconnect_ends_when_its_last_session_leaves(
         record.outcome.unwrap().reason,
         "its last session disconnected"
     );
+}
+
+#[tokio::test]
+async fn a_new_policy_that_no_longer_covers_a_grant_revokes_it() {
+    let clock = ManualClock::starting_at(saturday_six());
+    let (grants, memory) = service(plant(&[("shift-supervisor", 1)]), &clock);
+    grants.submit(ask("alice", saturday_six())).await.unwrap();
+    grants.approve("R-0001", "sam").await.unwrap();
+    grants.submit(ask("alice", saturday_six())).await.unwrap();
+    let session = grants
+        .open_session("G-0001", "alice", "line3-plc")
+        .await
+        .unwrap();
+    // A policy that still covers everything changes nothing.
+    let same = grants
+        .policy_changed(Arc::new(plant(&[("shift-supervisor", 1)])))
+        .await
+        .unwrap();
+    assert!(same.is_empty());
+    let mut narrower = plant(&[("shift-supervisor", 1)]);
+    narrower.dropped_assets = vec!["line3-plc"];
+    let revoked = grants.policy_changed(Arc::new(narrower)).await.unwrap();
+    assert_eq!(revoked, ["G-0001", "R-0002"]);
+    assert!(session.cancel.is_cancelled());
+    let record = grants.show("G-0001").await.unwrap();
+    assert_eq!(record.state, GrantState::Revoked);
+    assert!(record
+        .outcome
+        .unwrap()
+        .reason
+        .starts_with("policy change: "));
+    assert!(memory.events.lock().unwrap().iter().any(|e| matches!(
+        e,
+        AccessEvent::GrantRevoked {
+            cause: RevokeCause::PolicyChange,
+            ..
+        }
+    )));
 }
