@@ -20,7 +20,8 @@ const SESSIONS_AFTER_HELP: &str = "\
 Example:
   otgate sessions --live                 sessions running now
   otgate sessions --json                 every session, one JSON object per line
-  otgate sessions kill s-42 --as sam     end a session (OT identity, daemon running)";
+  otgate sessions kill S-G-0001-1 --as sam --totp 123456
+                                         end a session (OT identity, daemon running)";
 
 /// Arguments of `otgate sessions`.
 #[derive(Debug, clap::Args)]
@@ -41,7 +42,7 @@ pub struct SessionsArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum SessionsCommand {
     /// End a live session now (through the running daemon); it is journaled with your name.
-    #[command(after_help = "Example:\n  otgate sessions kill s-42 --as sam")]
+    #[command(after_help = "Example:\n  otgate sessions kill S-G-0001-1 --as sam --totp 123456")]
     Kill(KillArgs),
 }
 
@@ -50,9 +51,9 @@ pub enum SessionsCommand {
 pub struct KillArgs {
     /// The session id (see `otgate sessions --live`).
     pub session: String,
-    /// The OT identity killing it.
-    #[arg(long = "as", value_name = "USER")]
-    pub as_user: String,
+    /// Who kills it (an OT identity, authenticated at the console).
+    #[command(flatten)]
+    pub acting: super::access::Acting,
 }
 
 /// One session as `otgate sessions` lists it.
@@ -181,15 +182,29 @@ pub fn sessions(globals: &Globals, args: SessionsArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn kill_session(_globals: &Globals, kill: KillArgs) -> anyhow::Result<ExitCode> {
+fn kill_session(globals: &Globals, kill: KillArgs) -> anyhow::Result<ExitCode> {
     recording::check_session_id(&kill.session)?;
-    Err(super::hint(
-        anyhow::anyhow!(
-            "cannot kill session {}: the daemon's control API is not available",
-            kill.session
-        ),
-        "revoke the session's grant with `otgate revoke` instead",
-    ))
+    let password = if kill.acting.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        Some(line.trim_end_matches(['\r', '\n']).to_owned())
+    } else {
+        None
+    };
+    let params = serde_json::json!({
+        "id": kill.session,
+        "as": kill.acting.identity,
+        "totp": kill.acting.totp,
+        "password": password,
+    });
+    super::access::call(globals, "sessions.kill", params)?;
+    println!(
+        "session {} killed by {}; it closes within a second",
+        kill.session, kill.acting.identity
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 const REPLAY_AFTER_HELP: &str = "\

@@ -5,8 +5,10 @@
 //!   scope, journals the decision, then forwards or answers the exception itself.
 //! - [`upstream`]: the appliance's own connection to the PLC, transaction ids mapped both ways,
 //!   pipelining bounded, timeouts and failures turned into gateway exceptions.
+//! - [`live`]: the sessions running now, to list and kill them.
 //! - [`recording`]: the per-session JSON-lines transcript; [`transcript`] prints it for people.
 
+pub mod live;
 pub mod recording;
 pub mod session;
 pub mod transcript;

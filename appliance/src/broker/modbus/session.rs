@@ -22,6 +22,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -31,6 +32,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::live;
 use super::recording::{
     Decision, ExceptionSource, RecordLine, Recorder, ResponseRecord, TransactionRecord,
 };
@@ -163,11 +165,21 @@ where
         });
     }
     tracing::info!(session = %ctx.session_id, grant = %ctx.grant_id, asset = %ctx.asset_id, "session started");
+    let live = live::register(live::LiveSession {
+        session_id: ctx.session_id.clone(),
+        grant_id: ctx.grant_id.clone(),
+        identity: ctx.identity.clone(),
+        asset_id: ctx.asset_id.clone(),
+        started_at: Utc::now(),
+        forwarded: 0,
+        refused: 0,
+    });
 
     let mut session = Session {
         ctx: &ctx,
         subject: &subject,
         recorder: &mut recorder,
+        live: &live,
         upstream: Upstream::new(ctx.upstream, ctx.upstream_timeout),
         out: Vec::with_capacity(CLIENT_BACKLOG + MAX_ADU_LEN),
         forwarded: 0,
@@ -219,6 +231,8 @@ struct Session<'a> {
     ctx: &'a SessionContext,
     subject: &'a SessionSubject,
     recorder: &'a mut Option<Recorder>,
+    /// This session in the table of live sessions: its kill token and counters.
+    live: &'a live::Registration,
     upstream: Upstream<InFlight>,
     /// Response bytes not yet written to the client.
     out: Vec<u8>,
@@ -281,6 +295,9 @@ impl Session<'_> {
                 biased;
                 () = ctx.cancel.cancelled(), if open => {
                     closing = Closing::Draining(SessionEndReason::Cancelled, Instant::now() + CLOSE_GRACE);
+                }
+                () = self.live.kill.cancelled(), if open => {
+                    closing = Closing::Draining(SessionEndReason::Killed, Instant::now() + CLOSE_GRACE);
                 }
                 () = tokio::time::sleep_until(ctx.deadline), if open => {
                     closing = Closing::Draining(SessionEndReason::WindowEnded, Instant::now() + CLOSE_GRACE);
@@ -453,6 +470,7 @@ impl Session<'_> {
         match decided.refusal {
             Some((code, reason)) => {
                 self.refused += 1;
+                self.live.counters.refused.fetch_add(1, Ordering::Relaxed);
                 self.send_exception(&decided.in_flight, code);
                 let response = ResponseRecord::Exception {
                     code: code.0,
@@ -462,6 +480,7 @@ impl Session<'_> {
             }
             None => {
                 self.forwarded += 1;
+                self.live.counters.forwarded.fetch_add(1, Ordering::Relaxed);
                 let forwarding = self
                     .upstream
                     .forward(&decided.frame, decided.in_flight, receipt);

@@ -59,6 +59,7 @@ struct Harness {
     journal: Journal,
     cancel: CancellationToken,
     client: Option<TcpStream>,
+    session_id: String,
     session: JoinHandle<SessionOutcome>,
 }
 
@@ -94,8 +95,9 @@ async fn start(options: Options) -> Harness {
         .unwrap();
     let (server, _) = listener.accept().await.unwrap();
     let cancel = CancellationToken::new();
+    let session_id = super::live::new_session_id("g-1");
     let ctx = SessionContext {
-        session_id: "s-1".into(),
+        session_id: session_id.clone(),
         grant_id: "g-1".into(),
         identity: "alice".into(),
         asset_id: "line3-plc".into(),
@@ -116,6 +118,7 @@ async fn start(options: Options) -> Harness {
         journal,
         cancel,
         client: Some(client),
+        session_id,
         session,
     }
 }
@@ -140,7 +143,8 @@ impl Harness {
                 _ => None,
             })
             .collect();
-        let path = recording::recording_path(&self.dir.path().join("sessions"), "s-1").unwrap();
+        let path =
+            recording::recording_path(&self.dir.path().join("sessions"), &self.session_id).unwrap();
         let lines = recording::read_recording(&path).unwrap();
         (outcome, events, lines)
     }
@@ -664,4 +668,79 @@ async fn the_window_end_closes_the_session() {
     assert!(
         matches!(lines.last(), Some(RecordLine::End { reason, .. }) if reason == "window ended")
     );
+}
+
+#[tokio::test]
+async fn a_killed_session_is_listed_until_it_closes() {
+    let mut h = start(Options::default()).await;
+    h.raw()
+        .write_all(&frame(1, 1, &[0x03, 0x00, 0x00, 0x00, 0x01]))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_frame(h.raw()).await,
+        frame(1, 1, &[0x03, 0x02, 0x00, 0x00])
+    );
+    let live = super::live::find(&h.session_id).expect("the session is live");
+    assert_eq!((live.identity.as_str(), live.forwarded), ("alice", 1));
+    assert!(super::live::kill(&h.session_id));
+    let mut rest = Vec::new();
+    let _ = h.raw().read_to_end(&mut rest).await;
+    let id = h.session_id.clone();
+    let (outcome, events, _) = h.finish().await;
+    assert_eq!(outcome.reason, SessionEndReason::Killed);
+    assert_eq!(end_reason(&events), SessionEndReason::Killed);
+    assert_eq!(super::live::find(&id), None);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Well-framed requests with arbitrary PDUs, then arbitrary trailing bytes.
+    fn traffic() -> impl Strategy<Value = Vec<u8>> {
+        let pdu = proptest::collection::vec(any::<u8>(), 1..24);
+        let frames = proptest::collection::vec(
+            (any::<u16>(), prop_oneof![Just(1u8), any::<u8>()], pdu),
+            0..12,
+        );
+        let tail = proptest::collection::vec(any::<u8>(), 0..40);
+        (frames, tail).prop_map(|(frames, tail)| {
+            let mut bytes = Vec::new();
+            for (tid, unit, pdu) in frames {
+                bytes.extend_from_slice(&frame(tid, unit, &pdu));
+            }
+            bytes.extend_from_slice(&tail);
+            bytes
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        /// Whatever a client sends, the session ends without a panic, journals its end, and
+        /// forwards to the PLC only what it journaled as forwarded.
+        #[test]
+        fn any_client_bytes_end_in_a_journaled_end(bytes in traffic()) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut h = start(Options { idle: Duration::from_millis(100), ..Options::default() }).await;
+                let client = h.client.take().unwrap();
+                let (mut reader, mut writer) = client.into_split();
+                writer.write_all(&bytes).await.unwrap_or(());
+                // Keep the write side open: answers come back, then the session idles out,
+                // ends on a protocol violation, or the client leaves when reading is done.
+                let mut answers = Vec::new();
+                let _ = reader.read_to_end(&mut answers).await;
+                drop(writer);
+                let served = h.plc.requests_served();
+                let (outcome, events, lines) = h.finish().await;
+                let journaled = forwarded(&events) as u64;
+                assert!(served <= journaled, "{served} reached the PLC, {journaled} journaled");
+                assert_eq!(outcome.forwarded, journaled);
+                assert!(matches!(events.last(), Some(SessionEvent::SessionEnded { .. })));
+                assert!(matches!(lines.last(), Some(RecordLine::End { .. })));
+            });
+        }
+    }
 }

@@ -56,6 +56,8 @@ pub enum SessionEndReason {
     WindowEnded,
     /// The session was cancelled: grant revoked or ended, session killed, or appliance shutdown.
     Cancelled,
+    /// An OT operator killed the session (`otgate sessions kill`; see `SessionKilled`).
+    Killed,
     /// Nothing was sent for the rule's idle timeout.
     IdleTimeout,
     /// The client sent bytes that are not Modbus TCP framing; the stream cannot be resynchronised.
@@ -77,6 +79,7 @@ impl core::fmt::Display for SessionEndReason {
             SessionEndReason::ClientError { detail } => write!(f, "client error: {detail}"),
             SessionEndReason::WindowEnded => f.write_str("window ended"),
             SessionEndReason::Cancelled => f.write_str("cancelled (revoked, killed or shut down)"),
+            SessionEndReason::Killed => f.write_str("killed by an OT operator"),
             SessionEndReason::IdleTimeout => f.write_str("idle timeout"),
             SessionEndReason::ProtocolViolation { detail } => {
                 write!(f, "protocol violation: {detail}")
