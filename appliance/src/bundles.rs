@@ -824,6 +824,81 @@ pub fn last_pull(dd: &DataDir) -> Option<PullRecord> {
         .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
+/// Where and how the appliance pulls (for `otgate policy pull` and the daemon's periodic pull).
+#[derive(Debug, Clone)]
+pub struct PullSettings {
+    /// HQ's bundle server, `https://host[:port]`.
+    pub url: String,
+    /// HQ's certificate pin.
+    pub pin: otgate_sync::net::CertPin,
+    /// The deadline for the whole exchange.
+    pub timeout: std::time::Duration,
+    /// Clock skew tolerated at either end of the validity.
+    pub skew: TimeDelta,
+}
+
+/// Why a pull did not activate anything.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PullFailure {
+    /// The transfer failed (nothing was offered to verification).
+    #[error(transparent)]
+    Transfer(#[from] otgate_sync::net::PullError),
+    /// The bundle was fetched and then refused, or could not be activated.
+    #[error(transparent)]
+    Import(#[from] BundlesError),
+}
+
+/// Pull once and import what came (the daemon's periodic pull calls this from its runtime).
+/// The attempt and its result are remembered for `otgate policy status`; a refusal is
+/// journaled by the import. HQ never connects in: this is the only direction.
+pub async fn pull_once(
+    dd: &DataDir,
+    journal: &Journal,
+    settings: &PullSettings,
+    now: DateTime<Utc>,
+) -> Result<ImportOutcome, PullFailure> {
+    let site = trust_root(dd)?.site().to_owned();
+    let fetched =
+        otgate_sync::net::pull(&settings.url, &site, settings.pin, settings.timeout).await;
+    let result = match fetched {
+        Ok(bytes) => {
+            let (dd2, journal2) = (dd.clone(), journal.clone());
+            let options = ImportOptions {
+                skew: settings.skew,
+                source: format!("pull:{}", settings.url),
+            };
+            match tokio::task::spawn_blocking(move || {
+                import_with(&dd2, &journal2, &bytes, now, &options)
+            })
+            .await
+            {
+                Ok(result) => result.map_err(PullFailure::Import),
+                Err(join) => Err(PullFailure::Import(BundlesError::Io {
+                    action: "run the import of",
+                    path: dd.policy_dir(),
+                    source: std::io::Error::other(join.to_string()),
+                })),
+            }
+        }
+        Err(error) => Err(PullFailure::Transfer(error)),
+    };
+    let record = PullRecord {
+        at: now,
+        url: settings.url.clone(),
+        ok: result.is_ok(),
+        result: match &result {
+            Ok(ImportOutcome::Activated { version, .. }) => format!("activated version {version}"),
+            Ok(ImportOutcome::Unchanged { version, .. }) => {
+                format!("version {version} already active")
+            }
+            Err(error) => error.to_string(),
+        },
+    };
+    record_pull(dd, &record)?;
+    result
+}
+
 /// Everything `otgate policy status` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyStatus {

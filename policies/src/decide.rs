@@ -8,9 +8,10 @@
 //! 2. Candidate rules are those one of the requester's roles may use, whose targets match the
 //!    asset, and whose mode fits (emergency rules only for break-glass requests).
 //! 3. Each candidate is checked in a fixed order: operations, schedule, source network, ticket,
-//!    MFA, duration. Among the candidates that allow the request, the most specific and least
-//!    privileged wins (asset over tag over segment; fewer write operations; fewer operations;
-//!    shorter maximum; file order). When none allows it, the denial reports the candidate that
+//!    MFA, duration. Among the candidates that allow the request, the least privileged and most
+//!    specific wins: fewer write operations first (a read-only rule beats one that could also
+//!    write, whatever it asks of approvals), then asset over tag over segment, fewer operations,
+//!    shorter maximum, file order. When none allows it, the denial reports the candidate that
 //!    got furthest through the checks: the closest rule's reason.
 //! 4. The grant starts at the later of the requested start and `now`, and ends at the earliest of
 //!    the requested end, the rule's maximum (unless `on_excess = "refuse"`), the end of the
@@ -639,7 +640,7 @@ impl fmt::Display for Decision {
 /// A rule that allows the request, before choosing among several.
 struct Candidate {
     index: usize,
-    key: (Specificity, usize, usize, Duration, usize),
+    key: (usize, Specificity, usize, Duration, usize),
     evaluated: Evaluated,
 }
 
@@ -732,8 +733,8 @@ impl Policy {
                     Ok(evaluated) => {
                         let writes = rule.operations.iter().filter(|o| o.is_write()).count();
                         let key = (
-                            specificity,
                             writes,
+                            specificity,
                             rule.operations.len(),
                             rule.max_duration,
                             index,
@@ -775,8 +776,8 @@ impl Policy {
                 self.rules.get(i).map(|r| {
                     let writes = r.operations.iter().filter(|o| o.is_write()).count();
                     (
-                        r.targets.matches(asset),
                         writes,
+                        r.targets.matches(asset),
                         r.operations.len(),
                         r.max_duration,
                         i,
@@ -1104,5 +1105,80 @@ fn resolve_units(op: OperationSpec, asset: &Asset) -> Option<OperationSpec> {
             Some(OperationSpec::Modbus(ModbusSpec { units, ..m }))
         }
         other => Some(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RoleCount;
+
+    fn requirement(required: &[(&str, u8)], approvers: &[&str]) -> ApprovalRequirement {
+        ApprovalRequirement {
+            rule: RuleId::new("r"),
+            requester: IdentityId::new("alice"),
+            required: required
+                .iter()
+                .map(|(role, count)| RoleCount {
+                    role: RoleId::new(*role),
+                    count: *count,
+                })
+                .collect(),
+            approvers: approvers.iter().map(|a| IdentityId::new(*a)).collect(),
+        }
+    }
+
+    fn approval(who: &str, roles: &[&str]) -> Approval {
+        Approval {
+            approver: IdentityId::new(who),
+            roles: roles.iter().map(|r| RoleId::new(*r)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_person_with_two_roles_is_placed_where_needed() {
+        let req = requirement(&[("sup", 1), ("safety", 1)], &[]);
+        // x holds both roles and approves first; y only `sup`. x must fill `safety`.
+        let check = req.check(&[approval("x", &["sup", "safety"]), approval("y", &["sup"])]);
+        assert!(check.satisfied, "{check:?}");
+        assert!(check
+            .counted
+            .contains(&(IdentityId::new("x"), RoleId::new("safety"))));
+        // One person never fills two slots.
+        let check = req.check(&[approval("x", &["sup", "safety"])]);
+        assert!(!check.satisfied);
+        assert_eq!(check.missing.len(), 1);
+    }
+
+    #[test]
+    fn requester_duplicates_and_strangers_do_not_count() {
+        let req = requirement(&[("sup", 2)], &["sam", "sue", "alice"]);
+        let check = req.check(&[
+            approval("alice", &["sup"]),
+            approval("sam", &["sup"]),
+            approval("sam", &["sup"]),
+            approval("mallory", &["sup"]),
+            approval("olga", &["safety"]),
+        ]);
+        assert!(!check.satisfied);
+        assert_eq!(
+            check.missing,
+            vec![RoleCount {
+                role: RoleId::new("sup"),
+                count: 1
+            }]
+        );
+        let why: Vec<IgnoredApproval> = check.ignored.iter().map(|(_, why)| *why).collect();
+        assert_eq!(
+            why,
+            vec![
+                IgnoredApproval::Requester,
+                IgnoredApproval::Duplicate,
+                IgnoredApproval::NotListed,
+                IgnoredApproval::NotListed,
+            ]
+        );
+        let check = req.check(&[approval("sam", &["sup"]), approval("sue", &["sup"])]);
+        assert!(check.satisfied);
     }
 }

@@ -198,6 +198,12 @@ pub enum DiagnosticKind {
         /// The rule.
         rule: String,
     },
+    /// A vendor account with no expiry (vendor access should end with the contract).
+    #[error("vendor `{id}` has no `expires`: vendor accounts should end with their contract")]
+    VendorWithoutExpiry {
+        /// The identity.
+        id: String,
+    },
 }
 
 /// Every problem found in a policy. Empty never: [`parse`] returns it only with at least one error.
@@ -970,6 +976,15 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
         let roles = check_roles(v, &p.roles, Zone::It, p.id.get_ref());
         let key = v.public_key(&p.public_key, p.id.get_ref());
         let expires = match &p.expires {
+            None if kind == Some(ItKind::Vendor) => {
+                v.warn(
+                    &p.id.span(),
+                    DiagnosticKind::VendorWithoutExpiry {
+                        id: p.id.get_ref().clone(),
+                    },
+                );
+                None
+            }
             None => None,
             Some(e) => match DateTime::parse_from_rfc3339(e.get_ref()) {
                 Ok(t) => Some(t.with_timezone(&Utc)),

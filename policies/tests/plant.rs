@@ -342,3 +342,120 @@ fn decisions_serialize_for_the_journal() {
     let back: AccessRequest = serde_json::from_str(&json).unwrap();
     assert_eq!(req, back);
 }
+
+const WATERWORKS: &str = include_str!("../examples/waterworks.toml");
+
+fn waterworks() -> Policy {
+    match parse(WATERWORKS, "waterworks.toml") {
+        Ok(p) => p,
+        Err(d) => panic!("waterworks.toml is invalid:\n{d}"),
+    }
+}
+
+fn office_request(ops: &[&str], start: &str, hours: u64, target: &str) -> AccessRequest {
+    AccessRequest {
+        source: Some("10.20.0.5".parse().unwrap()),
+        ticket: Some("WO-12345".into()),
+        ..request("alice", target, ops, start, hours)
+    }
+}
+
+#[test]
+fn waterworks_parses_with_one_warning() {
+    let p = waterworks();
+    assert_eq!(p.warnings().len(), 1, "{:?}", p.warnings());
+    assert!(p.warnings()[0].to_string().contains("waives MFA"));
+    assert_eq!(p.break_glass.as_ref().unwrap().sealed_codes, 5);
+}
+
+#[test]
+fn read_only_auto_rule_wins_over_a_more_specific_control_rule() {
+    let p = waterworks();
+    // Weekday 09:00 New York: both pump-monitoring (segment, read-only, auto) and pump-control
+    // (asset, control, approvers) allow a read; the least privileged rule decides.
+    let req = office_request(&["read"], "2027-03-10T09:00:00-05:00", 1, "pump-rtu");
+    let d = p.decide(&req, t("2027-03-10T09:00:00-05:00"));
+    let Decision::Allow(g) = &d else {
+        panic!("{d}")
+    };
+    assert_eq!(g.rule, "pump-monitoring");
+    assert_eq!(
+        g.also_allowed_by,
+        vec![otgate_policy::RuleId::new("pump-control")]
+    );
+    assert!(g.scope.check_dnp3("pump-rtu", 0x01).is_allowed());
+    assert!(!g.scope.check_dnp3("pump-rtu", 0x05).is_allowed());
+    // From outside the office: denied with the closest rule's reason.
+    let mut outside = req.clone();
+    outside.source = Some("192.168.1.9".parse().unwrap());
+    assert!(matches!(
+        p.decide(&outside, t("2027-03-10T09:00:00-05:00")),
+        Decision::Deny(DenyReason::SourceNotAllowed { .. })
+    ));
+}
+
+#[test]
+fn control_requests_longer_than_allowed_are_refused() {
+    let p = waterworks();
+    let now = t("2027-03-10T09:00:00-05:00");
+    let req = office_request(
+        &["dnp3:control"],
+        "2027-03-10T09:00:00-05:00",
+        1,
+        "pump-rtu",
+    );
+    let d = p.decide(&req, now);
+    let Decision::NeedApproval(g, _) = &d else {
+        panic!("{d}")
+    };
+    assert_eq!(g.rule, "pump-control");
+    assert_eq!(
+        g.revoke_on,
+        vec!["unauthorized_write".to_owned(), "restart".to_owned()]
+    );
+    let long = office_request(
+        &["dnp3:control"],
+        "2027-03-10T09:00:00-05:00",
+        3,
+        "pump-rtu",
+    );
+    assert!(matches!(
+        p.decide(&long, now),
+        Decision::Deny(DenyReason::DurationExceeded { .. })
+    ));
+}
+
+#[test]
+fn dosing_needs_a_supervisor_and_a_safety_engineer_across_the_dst_change() {
+    let p = waterworks();
+    // 2027-03-14 01:00 EST; clocks jump to 03:00 EDT at 02:00; the outage ends at 06:00 EDT.
+    let now = t("2027-03-14T01:00:00-05:00");
+    let req = office_request(
+        &["write:holding-registers:40-45"],
+        "2027-03-14T01:00:00-05:00",
+        8,
+        "dosing-plc",
+    );
+    let d = p.decide(&req, now);
+    let Decision::NeedApproval(g, approvals) = &d else {
+        panic!("{d}")
+    };
+    assert_eq!(g.rule, "dosing-setpoints");
+    assert_eq!(g.end, t("2027-03-14T06:00:00-04:00"));
+    assert_eq!(g.end - g.start, chrono::Duration::hours(4));
+    assert!(
+        g.clips.iter().any(|c| matches!(c, Clip::Operation { .. })),
+        "narrowed to unit 2"
+    );
+    let mut op = write_op(40, 45);
+    op.unit = 2;
+    assert_eq!(g.scope.check_modbus("dosing-plc", &op), OpVerdict::Allow);
+    op.unit = 1;
+    assert!(!g.scope.check_modbus("dosing-plc", &op).is_allowed());
+    let sam = p.approval_by("sam").unwrap();
+    let olga = p.approval_by("olga").unwrap();
+    assert!(!approvals.check(std::slice::from_ref(&sam)).satisfied);
+    let check = approvals.check(&[sam, olga]);
+    assert!(check.satisfied, "{check:?}");
+    assert_eq!(check.counted.len(), 2);
+}

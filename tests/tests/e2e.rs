@@ -8,6 +8,7 @@
 
 mod e2e {
     mod bundles;
+    mod demo;
     mod emergency_review;
     mod journal_crash;
     mod maintenance_window;

@@ -278,7 +278,13 @@ pub fn grants(globals: &Globals, args: GrantsArgs) -> anyhow::Result<ExitCode> {
         (_, _, true) => "ended",
         _ => "all",
     };
-    let answer = call(globals, "grants.list", json!({ "filter": filter }))?;
+    let socket = globals.data_dir.control_socket();
+    let answer = match client::call(&socket, "grants.list", json!({ "filter": filter })) {
+        Ok(answer) => answer,
+        // No daemon: read the grants view straight from the data directory.
+        Err(ClientError::NotRunning { .. }) if !args.follow => offline_list(globals, filter)?,
+        Err(_) => call(globals, "grants.list", json!({ "filter": filter }))?,
+    };
     print_records(&answer, args.json)?;
     if args.follow {
         follow(globals, args.json)?;
@@ -368,6 +374,38 @@ pub fn call(globals: &Globals, method: &str, params: Value) -> anyhow::Result<Va
         },
         other => anyhow::Error::new(other),
     })
+}
+
+/// The grants view of a data directory whose daemon is not running (opens the journal, so it
+/// also refuses while another process holds it).
+fn offline_list(globals: &Globals, filter: &str) -> anyhow::Result<Value> {
+    let data_dir = &globals.data_dir;
+    let key = crate::journal::keys::load_appliance_key(&data_dir.appliance_key()).map_err(|e| {
+        hint(
+            anyhow::anyhow!("{e}"),
+            format!(
+                "is {} an appliance? (otgate init)",
+                data_dir.root().display()
+            ),
+        )
+    })?;
+    let journal = crate::journal::Journal::open(
+        &data_dir.journal_dir(),
+        key,
+        crate::journal::JournalConfig::default(),
+    )?;
+    let state = crate::state::State::open(data_dir, &journal)?;
+    let tree = state
+        .tree(crate::grants::view::NAME)
+        .ok_or_else(|| anyhow::anyhow!("the state has no grants view"))?;
+    let registry = crate::grants::view::load(&tree)?;
+    let filter: crate::grants::ListFilter = serde_json::from_value(json!(filter))?;
+    let mut records: Vec<&GrantRecord> = registry
+        .records()
+        .filter(|r| crate::grants::service::matches_filter(r, filter))
+        .collect();
+    records.reverse();
+    Ok(serde_json::to_value(records)?)
 }
 
 fn text(value: &Value, key: &str) -> String {

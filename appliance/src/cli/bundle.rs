@@ -15,7 +15,8 @@ use otgate_sync::net::CertPin;
 use otgate_sync::Refusal;
 
 use super::{hint, Globals};
-use crate::bundles::{self, BundlesError, ImportOptions, ImportOutcome, PullRecord};
+use crate::bundles::{self, BundlesError, ImportOptions, ImportOutcome, PullFailure};
+use otgate_sync::net::PullError;
 
 const IMPORT_HELP: &str = "\
 Example:
@@ -105,67 +106,42 @@ pub fn import(globals: &Globals, args: ImportArgs) -> anyhow::Result<ExitCode> {
 /// Run `otgate policy pull`.
 pub fn pull(globals: &Globals, args: PullArgs) -> anyhow::Result<ExitCode> {
     let dd = &globals.data_dir;
-    let root = bundles::trust_root(dd).map_err(with_trust_hint)?;
+    bundles::trust_root(dd).map_err(with_trust_hint)?;
     let pin = match (&args.pin, &args.cert) {
         (Some(pin), _) => *pin,
         (None, Some(cert)) => CertPin::of_pem_file(cert)?,
         (None, None) => anyhow::bail!("give --cert or --pin"),
     };
     let journal = super::state::open_journal(globals)?;
+    let settings = bundles::PullSettings {
+        url: args.url.clone(),
+        pin,
+        timeout: args.timeout,
+        skew: TimeDelta::from_std(args.skew).context("--skew is too long")?,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let fetched = runtime.block_on(otgate_sync::net::pull(
-        &args.url,
-        root.site(),
-        pin,
-        args.timeout,
-    ));
-    let now = Utc::now();
-    let bytes = match fetched {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            let record = PullRecord {
-                at: now,
-                url: args.url.clone(),
-                ok: false,
-                result: error.to_string(),
-            };
-            bundles::record_pull(dd, &record)?;
+    let result = runtime.block_on(bundles::pull_once(dd, &journal, &settings, Utc::now()));
+    match result {
+        Ok(outcome) => report_outcome(&args.url, Ok(outcome), args.json),
+        Err(PullFailure::Import(error)) => report_outcome(&args.url, Err(error), args.json),
+        Err(PullFailure::Transfer(error)) => {
             let next = match error {
-                otgate_sync::net::PullError::WrongCertificate { .. } => {
+                PullError::WrongCertificate { .. } => {
                     "the server is not the HQ whose certificate is pinned; check --cert/--pin with HQ"
                 }
-                otgate_sync::net::PullError::TimedOut { .. } => {
-                    "HQ did not answer; the active policy stays in force (see `otgate policy status`)"
+                PullError::TimedOut { .. } => {
+                    "HQ did not answer in time; the active policy stays in force (see `otgate policy status`)"
                 }
                 _ => "the active policy stays in force; `otgate policy import FILE` works offline",
             };
-            return Err(hint(
+            Err(hint(
                 anyhow::Error::new(error).context(format!("pull from {} failed", args.url)),
                 next,
-            ));
+            ))
         }
-    };
-    let options = ImportOptions {
-        skew: TimeDelta::from_std(args.skew).context("--skew is too long")?,
-        source: format!("pull:{}", args.url),
-    };
-    let result = bundles::import_with(dd, &journal, &bytes, now, &options);
-    let record = PullRecord {
-        at: now,
-        url: args.url.clone(),
-        ok: result.is_ok(),
-        result: match &result {
-            Ok(ImportOutcome::Activated { version, .. }) => format!("activated version {version}"),
-            Ok(ImportOutcome::Unchanged { version, .. }) => {
-                format!("version {version} already active")
-            }
-            Err(error) => error.to_string(),
-        },
-    };
-    bundles::record_pull(dd, &record)?;
-    report_outcome(&args.url, result, args.json)
+    }
 }
 
 fn with_trust_hint(error: BundlesError) -> anyhow::Error {

@@ -259,12 +259,10 @@ fn stage(staging_root: &Path, args: &InitArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-fn install_trust_root(_staging: &DataDir, path: &Path) -> anyhow::Result<()> {
-    // PENDING(bundles on main): crate::bundles::install_trust_root(staging, path)
-    anyhow::bail!(
-        "installing the trust root {}: not available in this build yet",
-        path.display()
-    )
+fn install_trust_root(staging: &DataDir, path: &Path) -> anyhow::Result<()> {
+    crate::bundles::install_trust_root(staging, path)
+        .map(|_| ())
+        .with_context(|| format!("installing the trust root {}", path.display()))
 }
 
 fn move_entries(from: &Path, to: &Path, keep: impl Fn(&str) -> bool) -> anyhow::Result<()> {

@@ -270,7 +270,17 @@ pub fn inspect(globals: &Globals, args: InspectArgs) -> anyhow::Result<ExitCode>
                 frames: args.count,
                 duration: args.duration,
             };
-            crate::inspect::live::capture(iface, limits, &mut monitor, &mut tee).map_err(|e| {
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let mut ready = || eprintln!("otgate: capturing on {iface} (receive only)");
+            crate::inspect::live::capture_until(
+                iface,
+                limits,
+                &stop,
+                &mut monitor,
+                &mut tee,
+                &mut ready,
+            )
+            .map_err(|e| {
                 hint(
                     e,
                     "live capture needs root (or CAP_NET_RAW) and an existing interface",

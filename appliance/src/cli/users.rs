@@ -248,6 +248,33 @@ fn not_an_appliance(e: impl Into<anyhow::Error>, data_dir: &DataDir) -> anyhow::
     )
 }
 
+/// Refuse an id the active policy does not name in `zone` (IT identities and OT identities are
+/// the policy's; the stores only add credentials). Without an active policy, say so and go on.
+fn check_against_policy(data_dir: &DataDir, id: &str, zone: Zone) -> anyhow::Result<()> {
+    let active = match crate::bundles::load_active(data_dir) {
+        Ok(Some(active)) => active,
+        Ok(None) => {
+            eprintln!("note: no active policy yet, so `{id}` is not checked against it");
+            return Ok(());
+        }
+        Err(e) => {
+            eprintln!("note: the active policy could not be read ({e}), so `{id}` is not checked against it");
+            return Ok(());
+        }
+    };
+    let named = match zone {
+        Zone::It => active.policy.it_identity(id).is_some(),
+        Zone::Ot => active.policy.ot_identity(id).is_some(),
+    };
+    if named {
+        return Ok(());
+    }
+    Err(hint(
+        anyhow::anyhow!("the active policy (version {}) names no {zone} identity `{id}`", active.version),
+        format!("`otgate policy status` shows the active policy; {zone} identities are added by HQ in a new bundle"),
+    ))
+}
+
 /// Where console changes go: straight to the stores and the journal when no daemon runs, or
 /// through the running daemon's control socket (which holds the journal).
 pub(crate) enum Console {
@@ -324,6 +351,7 @@ pub(crate) fn admin_error(e: AdminError) -> anyhow::Error {
 
 fn add_ot(data_dir: &DataDir, args: AddOtArgs) -> anyhow::Result<ExitCode> {
     crate::stores::validate_name(&args.id)?;
+    check_against_policy(data_dir, &args.id, Zone::Ot)?;
     for role in &args.roles {
         crate::stores::validate_name(role).with_context(|| format!("--role {role}"))?;
     }
@@ -352,6 +380,7 @@ fn add_ot(data_dir: &DataDir, args: AddOtArgs) -> anyhow::Result<ExitCode> {
 
 fn enroll_totp(data_dir: &DataDir, args: EnrollTotpArgs) -> anyhow::Result<ExitCode> {
     crate::stores::validate_name(&args.id)?;
+    check_against_policy(data_dir, &args.id, args.zone)?;
     let (secret, url) = match Console::open(data_dir)? {
         Console::Offline(admin) => {
             let shown = admin

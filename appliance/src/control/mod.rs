@@ -26,6 +26,7 @@ use crate::daemon::Appliance;
 pub mod client;
 pub mod grants;
 pub mod sessions;
+pub mod stores;
 
 /// The longest request or response line, in bytes.
 pub const MAX_LINE: usize = 256 * 1024;
@@ -260,6 +261,7 @@ async fn dispatch(app: &Arc<Appliance>, request: ControlRequest) -> Result<Value
     match concern {
         "ping" => Ok(serde_json::json!({ "pong": true })),
         "grants" => grants::handle(app, &request.method, request.params).await,
+        "users" | "vault" => stores::handle(app, &request.method, request.params).await,
         "sessions" => sessions::handle(app, &request.method, request.params).await,
         _ => Err(ControlError::new(
             "unknown_method",

@@ -53,10 +53,13 @@ async fn harness() -> Harness {
         "plant.toml",
     )
     .unwrap();
+    let journal = crate::journal::Journal::open_for_tests(dir.path()).unwrap();
+    let state = crate::state::State::open(&data_dir, &journal).unwrap();
     let app = Arc::new(Appliance {
         data_dir: data_dir.clone(),
         clock: Arc::new(clock),
-        journal: crate::journal::Journal::open_for_tests(dir.path()).unwrap(),
+        journal,
+        state,
         policy: std::sync::RwLock::new(Arc::new(policy)),
         grants,
         ot_store: Some(ot_store),

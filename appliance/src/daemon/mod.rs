@@ -143,6 +143,8 @@ pub struct Appliance {
     pub clock: SharedClock,
     /// The journal: every decision goes here before it takes effect.
     pub journal: Journal,
+    /// The sled views (grants, sessions, inventory), kept up with the journal.
+    pub state: crate::state::State,
     /// The active policy.
     pub policy: RwLock<Arc<otgate_policy::Policy>>,
     /// Requests and grants.
@@ -194,10 +196,16 @@ fn load_policy(config: &DaemonConfig) -> Result<Arc<otgate_policy::Policy>, Daem
                 .map(Arc::new)
                 .map_err(|d| DaemonError::Policy(d.to_string()))
         }
-        PolicySource::ActiveBundle => Err(DaemonError::Policy(
-            "no active signed policy bundle support yet; import one with `otgate policy import`"
-                .to_owned(),
-        )),
+        PolicySource::ActiveBundle => match crate::bundles::load_active(&config.data_dir) {
+            Ok(Some(active)) => {
+                tracing::info!(version = active.version, "active signed policy loaded");
+                Ok(active.policy)
+            }
+            Ok(None) => Err(DaemonError::Policy(
+                "no active signed policy bundle in the data directory".to_owned(),
+            )),
+            Err(e) => Err(DaemonError::Policy(e.to_string())),
+        },
     }
 }
 
@@ -217,6 +225,28 @@ pub fn registry_from_journal(dir: &std::path::Path) -> Result<Registry, DaemonEr
     Ok(registry)
 }
 
+/// How often the sled views catch up with the journal while the daemon runs.
+pub const STATE_CATCH_UP: Duration = Duration::from_secs(1);
+
+/// Keep the sled views up with the journal (and once more at shutdown).
+async fn keep_state_current(state: crate::state::State, shutdown: CancellationToken) {
+    loop {
+        let stopping = tokio::select! {
+            () = shutdown.cancelled() => true,
+            () = tokio::time::sleep(STATE_CATCH_UP) => false,
+        };
+        let s = state.clone();
+        match tokio::task::spawn_blocking(move || s.catch_up()).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "state: catching up failed"),
+            Err(e) => tracing::warn!(error = %e, "state: catch-up task failed"),
+            Ok(Ok(_)) => {}
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
 /// Run the appliance until `shutdown` fires.
 pub async fn run(
     config: DaemonConfig,
@@ -234,7 +264,13 @@ pub async fn run(
     let journal = Journal::open(&data_dir.journal_dir(), key, journal_config)
         .map_err(|e| DaemonError::Journal(e.to_string()))?;
     let policy = load_policy(&config)?;
-    let registry = registry_from_journal(&data_dir.journal_dir())?;
+    let state = crate::state::State::open(&data_dir, &journal)
+        .map_err(|e| DaemonError::Journal(format!("state: {e}")))?;
+    let registry = match state.tree(crate::grants::view::NAME) {
+        Some(tree) => crate::grants::view::load(&tree)
+            .map_err(|e| DaemonError::Journal(format!("grants view: {e}")))?,
+        None => registry_from_journal(&data_dir.journal_dir())?,
+    };
     let (notices, _) = broadcast::channel(NOTICE_BACKLOG);
     let grants = Grants::new(
         registry,
@@ -255,6 +291,7 @@ pub async fn run(
         data_dir,
         clock,
         journal,
+        state: state.clone(),
         policy: RwLock::new(policy),
         grants: Arc::clone(&grants),
         ot_store,
@@ -266,6 +303,7 @@ pub async fn run(
     let tls = it_side::load_tls(&app)?;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Arc::clone(&grants).run_expiry(shutdown.clone()));
+    tasks.spawn(keep_state_current(state, shutdown.clone()));
     tasks.spawn(crate::control::serve(
         listeners.control,
         Arc::clone(&app),

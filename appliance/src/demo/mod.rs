@@ -367,7 +367,15 @@ impl Stage {
         });
         match tokio::time::timeout(Duration::from_secs(30), ready_rx.recv()).await {
             Ok(Some(())) => {}
-            _ => bail!("the appliance did not become ready within 30 s"),
+            Ok(None) => {
+                // The daemon stopped before it was ready: say why.
+                return match task.await {
+                    Ok(Err(e)) => Err(e.context("the appliance did not start")),
+                    Ok(Ok(())) => bail!("the appliance stopped before it was ready"),
+                    Err(e) => bail!("the appliance task failed: {e}"),
+                };
+            }
+            Err(_) => bail!("the appliance did not become ready within 30 s"),
         }
         self.narrator.say(
             "appliance",

@@ -15,6 +15,7 @@ pub mod registry;
 pub mod seams;
 pub mod service;
 pub mod state;
+pub mod view;
 
 pub use registry::{GrantRecord, Registry};
 pub use seams::{AccessPolicy, Answer, Ask, Recorder, Terms};

@@ -177,6 +177,21 @@ impl Registry {
         Self::default()
     }
 
+    /// A registry holding these records (as a view stored them).
+    pub fn from_records(records: impl IntoIterator<Item = GrantRecord>) -> Self {
+        let mut registry = Self::new();
+        for record in records {
+            if let Some(g) = record.grant_id.clone() {
+                registry.note_grant_id(&g, &record.request_id);
+            }
+            if let Some(n) = number_of(&record.request_id, "R-") {
+                registry.last_request = registry.last_request.max(n);
+            }
+            registry.records.insert(record.request_id.clone(), record);
+        }
+        registry
+    }
+
     /// The id the next request gets (`R-0001`, ...).
     pub fn next_request_id(&self) -> String {
         format!("R-{:04}", self.last_request.saturating_add(1))

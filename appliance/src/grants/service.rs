@@ -586,13 +586,7 @@ impl Grants {
         let registry = self.registry.lock().await;
         let mut out: Vec<GrantRecord> = registry
             .records()
-            .filter(|r| match filter {
-                ListFilter::All => true,
-                ListFilter::Pending => r.state.is_pending(),
-                ListFilter::Active => r.state == GrantState::Active,
-                ListFilter::Ended => r.state.is_final(),
-                ListFilter::Review => r.awaits_review(),
-            })
+            .filter(|r| matches_filter(r, filter))
             .cloned()
             .collect();
         out.reverse();
@@ -980,6 +974,17 @@ impl Grants {
                 () = self.wake.notified() => {}
             }
         }
+    }
+}
+
+/// Whether `record` is one `filter` lists.
+pub fn matches_filter(record: &GrantRecord, filter: ListFilter) -> bool {
+    match filter {
+        ListFilter::All => true,
+        ListFilter::Pending => record.state.is_pending(),
+        ListFilter::Active => record.state == GrantState::Active,
+        ListFilter::Ended => record.state.is_final(),
+        ListFilter::Review => record.awaits_review(),
     }
 }
 

@@ -43,7 +43,8 @@ pub const RATE_FACTOR: u64 = 3;
 #[derive(Debug, Default)]
 struct ScanState {
     targets: HashSet<SocketAddr>,
-    units: HashSet<(IpAddr, u8)>,
+    /// Per outstation, a bitmap of the unit ids addressed.
+    units: HashMap<IpAddr, [u64; 4]>,
     illegal_functions: HashSet<u8>,
     alerted_targets: bool,
     alerted_units: bool,
@@ -429,13 +430,15 @@ impl Detector {
         bound(&mut self.scans);
         let scan = self.scans.entry(at.src.ip()).or_default();
         if !scan.alerted_units {
-            scan.units.insert((at.dst.ip(), pdu.unit));
-            let on_this = scan
-                .units
-                .iter()
-                .filter(|(ip, _)| *ip == at.dst.ip())
-                .count();
-            if on_this >= SCAN_UNITS {
+            if scan.units.len() >= 1024 && !scan.units.contains_key(&at.dst.ip()) {
+                scan.units.clear();
+            }
+            let bits = scan.units.entry(at.dst.ip()).or_default();
+            if let Some(word) = bits.get_mut(usize::from(pdu.unit / 64)) {
+                *word |= 1 << (pdu.unit % 64);
+            }
+            let on_this: u32 = bits.iter().map(|w| w.count_ones()).sum();
+            if on_this as usize >= SCAN_UNITS {
                 scan.alerted_units = true;
                 let detail = format!(
                     "{} addressed {SCAN_UNITS} distinct unit ids on {}",
@@ -670,5 +673,318 @@ impl Detector {
 impl Default for Detector {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::baseline::{Learner, PairProfile};
+    use crate::inspect::event::{Values, L4};
+    use crate::inspect::grants::GrantWindows;
+    use otgate_policy::modbus::{AddressRange, Table};
+
+    fn at(src: &str, dst: &str, secs: u64) -> Endpoints {
+        Endpoints {
+            ts: Duration::from_secs(1_800_000_000 + secs),
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            src_mac: None,
+            dst_mac: None,
+            l4: L4::Tcp,
+        }
+    }
+
+    const M: &str = "10.0.0.1:40000";
+    const P: &str = "10.0.0.2:502";
+
+    fn request(fc: u8) -> ModbusPdu<'static> {
+        let class = otgate_policy::modbus::class_of(fc);
+        ModbusPdu {
+            direction: Direction::Request,
+            transaction_id: 1,
+            unit: 1,
+            function_code: fc,
+            function: None,
+            class,
+            access: if matches!(class, ModbusClass::Write | ModbusClass::Program) {
+                Access::Write
+            } else {
+                Access::Read
+            },
+            table: None,
+            address: None,
+            quantity: None,
+            write_range: None,
+            read_range: None,
+            values: Values::None,
+            sub_function: None,
+            mei_type: None,
+            exception_code: None,
+            exception: None,
+            latency: None,
+            anomalies: heapless::Vec::new(),
+        }
+    }
+
+    fn write(first: u16, last: u16) -> ModbusPdu<'static> {
+        let mut p = request(16);
+        p.table = Some(Table::HoldingRegisters);
+        p.write_range = Some(AddressRange::new(first, last).unwrap());
+        p
+    }
+
+    fn exception(code: u8, fc: u8) -> ModbusPdu<'static> {
+        let mut p = request(fc);
+        p.direction = Direction::Response;
+        p.access = Access::Read;
+        p.exception_code = Some(code);
+        p
+    }
+
+    fn dnp3(fc: u8, link_dst: u16) -> Dnp3Fragment {
+        Dnp3Fragment {
+            direction: if fc >= 0x81 {
+                Direction::Response
+            } else {
+                Direction::Request
+            },
+            link_src: 1,
+            link_dst,
+            function_code: fc,
+            function: None,
+            sequence: 0,
+            unsolicited: false,
+            iin: None,
+            objects: heapless::Vec::new(),
+            latency: None,
+            anomalies: heapless::Vec::new(),
+        }
+    }
+
+    fn kinds(
+        d: &mut Detector,
+        f: impl FnOnce(&mut Detector, &mut dyn FnMut(Alert)),
+    ) -> Vec<AlertKind> {
+        let mut out = Vec::new();
+        f(d, &mut |a: Alert| out.push(a.kind));
+        out
+    }
+
+    #[test]
+    fn disturbing_diagnostics_program_file_and_broadcast_writes() {
+        let mut d = Detector::new();
+        let mut restart = request(8);
+        restart.sub_function = Some(1);
+        let mut listen_only = request(8);
+        listen_only.sub_function = Some(4);
+        let mut echo = request(8);
+        echo.sub_function = Some(0);
+        let mut broadcast = write(10, 10);
+        broadcast.unit = 0;
+        let a = at(M, P, 0);
+        assert_eq!(
+            kinds(&mut d, |d, o| d.on_modbus(&a, &restart, &mut |x| o(x))),
+            [AlertKind::Diagnostics]
+        );
+        assert_eq!(
+            kinds(&mut d, |d, o| d.on_modbus(&a, &listen_only, &mut |x| o(x))),
+            [AlertKind::Diagnostics]
+        );
+        assert!(kinds(&mut d, |d, o| d.on_modbus(&a, &echo, &mut |x| o(x))).is_empty());
+        assert_eq!(
+            kinds(&mut d, |d, o| d.on_modbus(&a, &request(90), &mut |x| o(x))),
+            [AlertKind::ProgramTransfer]
+        );
+        assert_eq!(
+            kinds(&mut d, |d, o| d.on_modbus(&a, &request(21), &mut |x| o(x))),
+            [AlertKind::FileTransfer]
+        );
+        assert_eq!(
+            kinds(&mut d, |d, o| d.on_modbus(&a, &broadcast, &mut |x| o(x))),
+            [AlertKind::BroadcastWrite]
+        );
+        // Repeats within a minute are counted, not raised again.
+        assert!(kinds(&mut d, |d, o| d.on_modbus(&a, &request(90), &mut |x| o(x))).is_empty());
+        assert_eq!(d.suppressed(), 1);
+        let later = at(M, P, 61);
+        assert_eq!(
+            kinds(&mut d, |d, o| d.on_modbus(
+                &later,
+                &request(90),
+                &mut |x| o(x)
+            )),
+            [AlertKind::ProgramTransfer]
+        );
+    }
+
+    #[test]
+    fn dnp3_restarts_application_stop_file_functions_and_broadcast_controls() {
+        let mut d = Detector::new();
+        let a = at("10.0.0.1:40000", "10.0.0.3:20000", 0);
+        for (fc, kind) in [
+            (0x0D, AlertKind::Restart),
+            (0x0E, AlertKind::Restart),
+            (0x12, AlertKind::Restart),
+            (0x11, AlertKind::Restart),
+            (0x19, AlertKind::FileTransfer),
+            (0x1B, AlertKind::FileTransfer),
+        ] {
+            assert_eq!(
+                kinds(&mut d, |d, o| d.on_dnp3(&a, &dnp3(fc, 10), &mut |x| o(x))),
+                [kind],
+                "fc {fc}"
+            );
+        }
+        assert_eq!(
+            kinds(&mut d, |d, o| d.on_dnp3(
+                &a,
+                &dnp3(0x05, 0xFFFF),
+                &mut |x| o(x)
+            )),
+            [AlertKind::BroadcastWrite]
+        );
+        assert!(kinds(&mut d, |d, o| d.on_dnp3(&a, &dnp3(0x01, 10), &mut |x| o(x))).is_empty());
+    }
+
+    #[test]
+    fn exception_bursts_function_sweeps_unit_sweeps_and_port_scans() {
+        let mut d = Detector::new();
+        let mut raised = Vec::new();
+        for i in 0..EXCEPTION_BURST as u64 {
+            let a = at(P, M, i);
+            d.on_modbus(&a, &exception(2, 3), &mut |x| raised.push(x.kind));
+        }
+        assert_eq!(raised, [AlertKind::ExceptionBurst]);
+        raised.clear();
+        for fc in 100..100 + SCAN_FUNCTIONS as u8 {
+            d.on_modbus(
+                &at(P, M, 100 + u64::from(fc)),
+                &exception(1, fc),
+                &mut |x| raised.push(x.kind),
+            );
+        }
+        assert!(raised.contains(&AlertKind::Scan), "{raised:?}");
+        raised.clear();
+        for unit in 0..SCAN_UNITS as u8 {
+            let mut r = request(3);
+            r.unit = unit + 1;
+            d.on_modbus(&at("10.0.0.9:40000", P, 0), &r, &mut |x| {
+                raised.push(x.kind)
+            });
+        }
+        assert_eq!(raised, [AlertKind::Scan]);
+        raised.clear();
+        for port in 0..SCAN_TARGETS as u16 {
+            let dst = format!("10.0.1.{}:{}", port % 4, 500 + port);
+            d.on_connection_attempt(&at("10.0.0.66:5555", &dst, 0), &mut |x| raised.push(x.kind));
+        }
+        assert_eq!(raised, [AlertKind::Scan]);
+    }
+
+    #[test]
+    fn malformed_bad_crc_and_non_ot_traffic() {
+        let mut d = Detector::new();
+        let a = at(M, P, 0);
+        let m = Malformed {
+            protocol: Protocol::Dnp3,
+            detail: "x".into(),
+            bad_crc: true,
+        };
+        assert_eq!(
+            kinds(&mut d, |d, o| d.on_malformed(&a, &m, &mut |x| o(x))),
+            [AlertKind::BadCrc]
+        );
+        let m = Malformed {
+            protocol: Protocol::Modbus,
+            detail: "x".into(),
+            bad_crc: false,
+        };
+        assert_eq!(
+            kinds(&mut d, |d, o| d.on_malformed(&a, &m, &mut |x| o(x))),
+            [AlertKind::MalformedFrame]
+        );
+        assert_eq!(
+            kinds(&mut d, |d, o| d.on_non_ot_traffic(
+                &a,
+                Protocol::Modbus,
+                &mut |x| o(x)
+            )),
+            [AlertKind::NonOtTraffic]
+        );
+    }
+
+    #[test]
+    fn baseline_new_talker_new_function_write_outside_and_rate() {
+        let mut learner = Learner::new("test");
+        let a = at(M, P, 0);
+        learner.observe_modbus(&a, &request(3));
+        learner.observe_modbus(&a, &write(100, 109));
+        let baseline = learner.finish();
+        let mut d = Detector::new().with_baseline(baseline);
+        assert!(kinds(&mut d, |d, o| d.on_modbus(
+            &a,
+            &write(100, 105),
+            &mut |x| o(x)
+        ))
+        .is_empty());
+        assert_eq!(
+            kinds(&mut d, |d, o| d.on_modbus(
+                &a,
+                &write(105, 115),
+                &mut |x| o(x)
+            )),
+            [AlertKind::WriteOutsideBaseline]
+        );
+        assert_eq!(
+            kinds(&mut d, |d, o| d.on_modbus(&a, &request(4), &mut |x| o(x))),
+            [AlertKind::NewFunctionCode]
+        );
+        assert!(
+            kinds(&mut d, |d, o| d.on_modbus(&a, &request(4), &mut |x| o(x))).is_empty(),
+            "once per pair and code"
+        );
+        let stranger = at("10.0.0.50:40000", P, 0);
+        assert_eq!(
+            kinds(&mut d, |d, o| d.on_modbus(
+                &stranger,
+                &request(3),
+                &mut |x| o(x)
+            )),
+            [AlertKind::NewTalker]
+        );
+        let mut raised = Vec::new();
+        for _ in 0..200 {
+            d.on_modbus(&at(M, P, 120), &request(3), &mut |x| raised.push(x.kind));
+        }
+        assert_eq!(raised, [AlertKind::RateAnomaly]);
+        let _ = PairProfile::default();
+    }
+
+    #[test]
+    fn unauthorized_write_only_for_policy_assets_without_a_covering_grant() {
+        let plc: SocketAddr = P.parse().unwrap();
+        let g = GrantWindows::new([("line3-plc".to_string(), plc)]);
+        let mut d = Detector::new().with_grants(Box::new(g));
+        let a = at(M, P, 0);
+        assert_eq!(
+            kinds(&mut d, |d, o| d.on_modbus(
+                &a,
+                &write(100, 100),
+                &mut |x| o(x)
+            )),
+            [AlertKind::UnauthorizedWrite]
+        );
+        assert!(
+            kinds(&mut d, |d, o| d.on_modbus(&a, &request(3), &mut |x| o(x))).is_empty(),
+            "reads are not judged"
+        );
+        let elsewhere = at(M, "10.0.0.77:502", 0);
+        assert!(kinds(&mut d, |d, o| d.on_modbus(
+            &elsewhere,
+            &write(100, 100),
+            &mut |x| o(x)
+        ))
+        .is_empty());
     }
 }

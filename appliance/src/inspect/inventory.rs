@@ -154,6 +154,9 @@ pub struct Asset {
     pub messages: u64,
     /// First seen (capture time).
     pub first_seen: DateTime<Utc>,
+    /// The last source MAC recorded (to skip formatting the same one again).
+    #[serde(skip)]
+    last_mac: Option<[u8; 6]>,
     /// Last seen (capture time).
     pub last_seen: DateTime<Utc>,
 }
@@ -175,6 +178,7 @@ impl Asset {
             messages: 0,
             first_seen: at,
             last_seen: at,
+            last_mac: None,
         }
     }
 
@@ -189,7 +193,8 @@ impl Asset {
         if self.peers.len() < MAX_PEERS && !self.peers.contains(&peer) {
             self.peers.insert(peer);
         }
-        if let Some(mac) = mac {
+        if let Some(mac) = mac.filter(|m| self.last_mac != Some(*m)) {
+            self.last_mac = Some(mac);
             if self.macs.len() < 16 {
                 let text = mac_string(mac);
                 if !self.macs.contains(&text) {
@@ -254,20 +259,32 @@ pub struct Inventory {
     pub assets: BTreeMap<IpAddr, Asset>,
 }
 
-fn table_key(table: Table, access: Access) -> String {
-    let t = match table {
-        Table::Coils => "coils",
-        Table::DiscreteInputs => "discrete-inputs",
-        Table::HoldingRegisters => "holding-registers",
-        Table::InputRegisters => "input-registers",
-        Table::FileRecords => "file-records",
-        Table::FifoQueue => "fifo-queue",
-    };
-    let a = match access {
-        Access::Read => "read",
-        Access::Write => "write",
-    };
-    format!("{t}:{a}")
+fn table_key(table: Table, access: Access) -> &'static str {
+    match (table, access) {
+        (Table::Coils, Access::Read) => "coils:read",
+        (Table::Coils, Access::Write) => "coils:write",
+        (Table::DiscreteInputs, Access::Read) => "discrete-inputs:read",
+        (Table::DiscreteInputs, Access::Write) => "discrete-inputs:write",
+        (Table::HoldingRegisters, Access::Read) => "holding-registers:read",
+        (Table::HoldingRegisters, Access::Write) => "holding-registers:write",
+        (Table::InputRegisters, Access::Read) => "input-registers:read",
+        (Table::InputRegisters, Access::Write) => "input-registers:write",
+        (Table::FileRecords, Access::Read) => "file-records:read",
+        (Table::FileRecords, Access::Write) => "file-records:write",
+        (Table::FifoQueue, Access::Read) => "fifo-queue:read",
+        (Table::FifoQueue, Access::Write) => "fifo-queue:write",
+    }
+}
+
+fn record_range(ranges: &mut BTreeMap<String, RangeSet>, key: &'static str, r: AddressRange) {
+    match ranges.get_mut(key) {
+        Some(set) => set.insert(r),
+        None => {
+            let mut set = RangeSet::new();
+            set.insert(r);
+            ranges.insert(key.to_string(), set);
+        }
+    }
 }
 
 impl Inventory {
@@ -276,91 +293,92 @@ impl Inventory {
         Self::default()
     }
 
-    fn pair(&mut self, at: &Endpoints) -> (DateTime<Utc>, &mut Asset, IpAddr) {
-        let time = instant(at.ts);
-        let src = self
+    /// Touch the asset at `ip` (seen at `time` talking with `peer`) and apply `update` to it:
+    /// one map lookup per side of a message.
+    fn update(
+        &mut self,
+        ip: IpAddr,
+        time: DateTime<Utc>,
+        peer: IpAddr,
+        mac: Option<[u8; 6]>,
+        update: impl FnOnce(&mut Asset),
+    ) {
+        let asset = self
             .assets
-            .entry(at.src.ip())
-            .or_insert_with(|| Asset::new(at.src.ip(), time));
-        src.touch(time, at.dst.ip(), at.src_mac);
-        let dst = self
-            .assets
-            .entry(at.dst.ip())
-            .or_insert_with(|| Asset::new(at.dst.ip(), time));
-        dst.touch(time, at.src.ip(), None);
-        (time, dst, at.src.ip())
+            .entry(ip)
+            .or_insert_with(|| Asset::new(ip, time));
+        asset.touch(time, peer, mac);
+        update(asset);
     }
 
     /// Learn from one Modbus PDU.
     pub fn observe_modbus(&mut self, at: &Endpoints, pdu: &ModbusPdu<'_>) {
-        let (master, outstation, server_port) = match pdu.direction {
-            Direction::Request => (at.src.ip(), at.dst.ip(), at.dst.port()),
-            Direction::Response => (at.dst.ip(), at.src.ip(), at.src.port()),
+        let time = instant(at.ts);
+        let request = pdu.direction == Direction::Request;
+        let server_port = if request {
+            at.dst.port()
+        } else {
+            at.src.port()
         };
-        let _ = self.pair(at);
-        for (ip, role) in [
-            (master, Role::ModbusMaster),
-            (outstation, Role::ModbusOutstation),
-        ] {
-            if let Some(a) = self.assets.get_mut(&ip) {
-                a.roles.insert(role);
-                a.protocols.insert(Protocol::Modbus);
-                a.unit_ids.insert(pdu.unit);
-                a.modbus_functions.insert(pdu.function_code);
-                if role == Role::ModbusOutstation {
-                    a.ports.insert(server_port);
-                    if pdu.direction == Direction::Request {
-                        if let (Some(table), Some(r)) = (pdu.table, pdu.read_range) {
-                            a.ranges
-                                .entry(table_key(table, Access::Read))
-                                .or_default()
-                                .insert(r);
-                        }
-                        if let (Some(table), Some(r)) = (pdu.table, pdu.write_range) {
-                            a.ranges
-                                .entry(table_key(table, Access::Write))
-                                .or_default()
-                                .insert(r);
-                        }
-                    }
+        let common = |a: &mut Asset, role: Role| {
+            a.roles.insert(role);
+            a.protocols.insert(Protocol::Modbus);
+            a.unit_ids.insert(pdu.unit);
+            a.modbus_functions.insert(pdu.function_code);
+        };
+        let outstation = |a: &mut Asset| {
+            common(a, Role::ModbusOutstation);
+            a.ports.insert(server_port);
+            if request {
+                if let (Some(table), Some(r)) = (pdu.table, pdu.read_range) {
+                    record_range(&mut a.ranges, table_key(table, Access::Read), r);
+                }
+                if let (Some(table), Some(r)) = (pdu.table, pdu.write_range) {
+                    record_range(&mut a.ranges, table_key(table, Access::Write), r);
                 }
             }
+        };
+        let master = |a: &mut Asset| common(a, Role::ModbusMaster);
+        if request {
+            self.update(at.src.ip(), time, at.dst.ip(), at.src_mac, master);
+            self.update(at.dst.ip(), time, at.src.ip(), None, outstation);
+        } else {
+            self.update(at.src.ip(), time, at.dst.ip(), at.src_mac, outstation);
+            self.update(at.dst.ip(), time, at.src.ip(), None, master);
         }
     }
 
     /// Learn from one DNP3 application fragment.
     pub fn observe_dnp3(&mut self, at: &Endpoints, f: &Dnp3Fragment) {
-        let (master, outstation) = match f.direction {
-            Direction::Request => (at.src.ip(), at.dst.ip()),
-            Direction::Response => (at.dst.ip(), at.src.ip()),
-        };
-        let server_port = if f.direction == Direction::Request {
+        let time = instant(at.ts);
+        let request = f.direction == Direction::Request;
+        let server_port = if request {
             at.dst.port()
         } else {
             at.src.port()
         };
-        let _ = self.pair(at);
-        if let Some(a) = self.assets.get_mut(&at.src.ip()) {
-            a.dnp3_addresses.insert(f.link_src);
-        }
-        if let Some(a) = self.assets.get_mut(&at.dst.ip()) {
-            if f.link_dst < 0xFFF0 {
-                a.dnp3_addresses.insert(f.link_dst);
+        let (src_role, dst_role) = if request {
+            (Role::Dnp3Master, Role::Dnp3Outstation)
+        } else {
+            (Role::Dnp3Outstation, Role::Dnp3Master)
+        };
+        let apply = |a: &mut Asset, role: Role, link: u16| {
+            a.roles.insert(role);
+            a.protocols.insert(Protocol::Dnp3);
+            a.dnp3_functions.insert(f.function_code);
+            if link < 0xFFF0 {
+                a.dnp3_addresses.insert(link);
             }
-        }
-        for (ip, role) in [
-            (master, Role::Dnp3Master),
-            (outstation, Role::Dnp3Outstation),
-        ] {
-            if let Some(a) = self.assets.get_mut(&ip) {
-                a.roles.insert(role);
-                a.protocols.insert(Protocol::Dnp3);
-                a.dnp3_functions.insert(f.function_code);
-                if role == Role::Dnp3Outstation {
-                    a.ports.insert(server_port);
-                }
+            if role == Role::Dnp3Outstation {
+                a.ports.insert(server_port);
             }
-        }
+        };
+        self.update(at.src.ip(), time, at.dst.ip(), at.src_mac, |a| {
+            apply(a, src_role, f.link_src)
+        });
+        self.update(at.dst.ip(), time, at.src.ip(), None, |a| {
+            apply(a, dst_role, f.link_dst)
+        });
     }
 
     /// Merge what another inventory learned into this one.

@@ -611,7 +611,7 @@ mod tests {
         #[test]
         fn any_segmentation_and_reordering_yields_the_same_adus(
             cuts in proptest::collection::vec(1usize..40, 1..60),
-            swaps in proptest::collection::vec((0usize..100, 0usize..100), 0..20),
+            swaps in proptest::collection::vec((0usize..300, 1usize..32), 0..20),
             dups in proptest::collection::vec(0usize..100, 0..10),
             isn in proptest::num::u32::ANY,
         ) {
@@ -626,8 +626,11 @@ mod tests {
                 k += 1;
             }
             let n = segments.len();
-            for (a, b) in swaps {
-                segments.swap(a % n, b % n);
+            // Reordering within the held-back bound (MAX_PENDING_SEGMENTS); farther than that,
+            // reassembly gives up on the gap by design (memory stays bounded).
+            for (a, d) in swaps {
+                let a = a % n;
+                segments.swap(a, (a + d).min(n - 1));
             }
             for d in dups {
                 let seg = segments[d % n].clone();

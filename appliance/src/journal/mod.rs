@@ -41,6 +41,8 @@
 mod config;
 pub mod event;
 pub mod export;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod read;
 pub mod record;

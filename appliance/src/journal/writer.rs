@@ -116,6 +116,9 @@ fn scan(bytes: &[u8], first_seq: u64) -> Scan {
     scan
 }
 
+/// The longest a batch waits for more appenders (see `run`).
+const MAX_LINGER: Duration = Duration::from_millis(2);
+
 pub(super) struct Writer {
     dir: PathBuf,
     key: SigningKey,
@@ -304,6 +307,9 @@ impl Writer {
 
     fn run(mut self, receiver: Receiver<Request>) {
         let mut batch: Vec<Request> = Vec::new();
+        // The size of the last batch and how long writing it took (for the linger).
+        let mut last_batch = 0usize;
+        let mut last_sync = Duration::ZERO;
         loop {
             let first = match self.until_checkpoint_due() {
                 Some(wait) => match receiver.recv_timeout(wait) {
@@ -317,17 +323,38 @@ impl Writer {
                 },
             };
             if let Some(first) = first {
+                let arrived = Instant::now();
                 batch.push(first);
-                while batch.len() < self.config.max_batch.max(1) {
+                let max = self.config.max_batch.max(1);
+                // Linger briefly while the appenders of the last batch come back, so that
+                // concurrent appenders share one sync instead of splitting into two.
+                let target = last_batch.clamp(1, max);
+                let linger = (last_sync / 2).min(MAX_LINGER);
+                while batch.len() < max {
                     match receiver.try_recv() {
                         Ok(request) => batch.push(request),
+                        Err(_) if batch.len() < target => {
+                            let left = linger.saturating_sub(arrived.elapsed());
+                            if left.is_zero() {
+                                break;
+                            }
+                            match receiver.recv_timeout(left) {
+                                Ok(request) => batch.push(request),
+                                Err(_) => break,
+                            }
+                        }
                         Err(_) => break,
                     }
                 }
             }
+            last_batch = batch.len();
+            let started = Instant::now();
             if let Err(e) = self.commit(&mut batch) {
                 tracing::error!(error = %e, "journal writer stopped");
                 return;
+            }
+            if last_batch > 0 {
+                last_sync = started.elapsed();
             }
         }
         if self.since_checkpoint > 0 {

@@ -8,5 +8,5 @@ use super::View;
 
 /// The appliance's views besides the built-in audit index.
 pub fn appliance_views() -> Vec<Arc<dyn View>> {
-    vec![]
+    vec![Arc::new(crate::grants::view::GrantsView)]
 }

@@ -301,6 +301,14 @@ mod tests {
         assert!(open(&key, "ot-vault", &flipped, p).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn no_bytes_make_open_panic_or_succeed(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let key = StoreKey::generate(Zone::It);
+            proptest::prop_assert!(open(&key, "it-store", &bytes, Path::new("x")).is_err());
+        }
+    }
+
     #[test]
     fn key_files_round_trip_and_refuse_the_other_zone() {
         let dir = tempfile::tempdir().unwrap();

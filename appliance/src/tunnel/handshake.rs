@@ -229,9 +229,52 @@ where
     }
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body).await.map_err(AuthError::Io)?;
-    serde_json::from_slice(&body).map_err(|e| AuthError::Malformed {
+    parse_body(&body)
+}
+
+/// Parse a message body (the JSON after the length prefix).
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AuthError> {
+    serde_json::from_slice(body).map_err(|e| AuthError::Malformed {
         reason: e.to_string(),
     })
+}
+
+/// Decode one whole frame from the start of `bytes`: the message and the bytes it used.
+/// `Ok(None)` when more bytes are needed. Same rules as [`read_message`]; never panics.
+pub fn decode_frame<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<(T, usize)>, AuthError> {
+    let Some((prefix, rest)) = bytes.split_first_chunk::<4>() else {
+        return Ok(None);
+    };
+    let len = usize::try_from(u32::from_be_bytes(*prefix)).unwrap_or(usize::MAX);
+    if len > MAX_MESSAGE {
+        return Err(AuthError::MessageTooLarge {
+            len,
+            max: MAX_MESSAGE,
+        });
+    }
+    let Some(body) = rest.get(..len) else {
+        return Ok(None);
+    };
+    Ok(Some((parse_body(body)?, 4 + len)))
+}
+
+/// Entry points for `cargo fuzz` (`appliance/fuzz/fuzz_targets/tunnel_handshake.rs`).
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{
+        decode_frame, transcript, ClientHello, ClientProof, ServerChallenge, ServerVerdict,
+    };
+
+    /// Decode `data` as every handshake message; whatever decodes is also hashed into a transcript.
+    pub fn handshake_message(data: &[u8]) {
+        if let Ok(Some((hello, used))) = decode_frame::<ClientHello>(data) {
+            let _ = transcript(&hello.identity, &[0; 32], &hello.purpose, &[0; 32]);
+            assert!(used <= data.len());
+        }
+        let _ = decode_frame::<ClientProof>(data);
+        let _ = decode_frame::<ServerChallenge>(data);
+        let _ = decode_frame::<ServerVerdict>(data);
+    }
 }
 
 /// [`read_message`] bounded by `timeout`; `stage` names the awaited message in the error.
@@ -338,7 +381,35 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn decode_frame_needs_whole_frames() {
+        let hello = ClientHello {
+            version: 1,
+            identity: "alice".into(),
+            purpose: Purpose::Request(serde_json::json!({})),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut buf = Vec::new();
+        rt.block_on(write_message(&mut buf, &hello)).unwrap();
+        for cut in 0..buf.len() {
+            assert!(
+                matches!(decode_frame::<ClientHello>(&buf[..cut]), Ok(None)),
+                "cut {cut}"
+            );
+        }
+        buf.extend_from_slice(b"trailing");
+        let (back, used) = decode_frame::<ClientHello>(&buf).unwrap().unwrap();
+        assert_eq!((back, used), (hello, buf.len() - 8));
+    }
+
     proptest! {
+        #[test]
+        fn no_bytes_make_decode_frame_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            fuzzing::handshake_message(&bytes);
+        }
+
         #[test]
         fn no_bytes_make_the_reader_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();

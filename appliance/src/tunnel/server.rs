@@ -249,7 +249,9 @@ where
                 if let Ok(mut sources) = auth.sources.lock() {
                     sources.fail(&source.ip().to_string(), auth.mono());
                 }
-                if auth.directory.it_identity(&identity).is_some() {
+                // A rejected TOTP code was already counted by the IT store itself.
+                let counted = matches!(error, AuthError::TotpRejected { .. });
+                if !counted && auth.directory.it_identity(&identity).is_some() {
                     if let Err(e) = auth
                         .it_store
                         .record_failure(&identity, auth.clock.now_utc())

@@ -190,6 +190,11 @@ async fn mfa_requires_a_totp_code_that_works_once() {
         server.await.unwrap().unwrap_err().reason_code(),
         "totp_reused"
     );
+    assert_eq!(
+        f.it.list().unwrap()[0].failures,
+        1,
+        "a reused code counts once"
+    );
 
     let (address, server) = accept_one(f.server(true, Duration::from_secs(10))).await;
     let err = connect(&address, &f.pin, &f.alice(Some("12345x".into())), request())

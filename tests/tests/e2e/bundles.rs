@@ -172,12 +172,9 @@ fn keygen_sign_two_of_three_serve_pull_status_rotate_and_refuse_the_revoked_key(
     ]);
 
     // The appliance, provisioned with the trust root.
-    // (Until `otgate init --trust` lands, provision through the library it will call.)
     let data = tmp.path().join("appliance");
     let dd = DataDir::new(&data);
-    std::fs::create_dir_all(&data).unwrap();
-    otgate::journal::keys::generate_appliance_key(&dd.appliance_key()).unwrap();
-    otgate::bundles::install_trust_root(&dd, &root).unwrap();
+    ok(&["init", "--data-dir", s(&data), "--trust", s(&root)]);
     let dd_s = s(&data).to_owned();
     assert!(status(&dd_s)["active"].is_null());
 
@@ -367,6 +364,29 @@ fn keygen_sign_two_of_three_serve_pull_status_rotate_and_refuse_the_revoked_key(
     let st = status(&dd_s);
     assert_eq!(st["active"]["version"], 2);
     assert_eq!(st["active"]["hash"], active_hash);
+    // A truncated file from removable media is refused by import, naming the reason.
+    let truncated = hq.join("truncated.otgb");
+    let whole = std::fs::read(&v3).unwrap();
+    std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
+    let err = refused(&["policy", "import", s(&truncated), "--data-dir", &dd_s]);
+    assert!(err.contains("truncated"), "{err}");
+    // Creating a bundle never overwrites a different file without --force.
+    let err = refused(&[
+        "authority",
+        "sign",
+        s(&v3),
+        "--key",
+        s(&hq2),
+        "--policy",
+        &policy,
+        "--site",
+        "plant-a",
+        "--bundle-version",
+        "4",
+    ]);
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(&v3).unwrap(), whole);
+    assert_eq!(status(&dd_s)["active"]["hash"], active_hash);
     drop(server);
 
     // The journal tells which policy was in force and why v3 was refused.
@@ -390,7 +410,8 @@ fn keygen_sign_two_of_three_serve_pull_status_rotate_and_refuse_the_revoked_key(
             "bundle_activated:",
             "trust_root_rotated:",
             "bundle_refused:revoked_key",
-            "bundle_refused:revoked_key"
+            "bundle_refused:revoked_key",
+            "bundle_refused:truncated"
         ]
     );
 }

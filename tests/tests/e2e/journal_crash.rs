@@ -310,13 +310,13 @@ fn audit_verify_reports_intact_then_the_altered_record_by_seq() {
     assert_eq!(code, 0);
     let (code, out, err) = otgate(root.path(), &["audit", "verify"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("journal intact: 43 records"), "{out}");
+    assert!(out.starts_with("journal intact: 44 records"), "{out}"); // created, opened, state built, 40 notes, checkpoint
     let (code, out, _) = otgate(root.path(), &["audit", "verify", "--json"]);
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         (report["intact"].as_bool(), report["head_seq"].as_u64()),
-        (Some(true), Some(43))
+        (Some(true), Some(44))
     );
 
     // Flip one byte inside record seq 10's payload.
@@ -328,10 +328,8 @@ fn audit_verify_reports_intact_then_the_altered_record_by_seq() {
     let mut bytes = std::fs::read(&segment).unwrap();
     let mut offset = otgate::journal::record::SEGMENT_HEADER_LEN;
     loop {
-        let (seq, frame_len) = {
-            let record = otgate::journal::record::decode(&bytes[offset..]).unwrap();
-            (record.seq, record.frame_len)
-        };
+        let record = otgate::journal::record::decode(&bytes[offset..]).unwrap();
+        let (seq, frame_len) = (record.seq, record.frame_len);
         if seq == 10 {
             bytes[offset + frame_len - 40] ^= 0x01;
             break;
@@ -404,7 +402,7 @@ fn audit_show_filters_and_export_to_a_file_resumes() {
     let to = format!("file:{}", file.display());
     let (code, out, err) = otgate(root.path(), &["audit", "export", "--to", &to]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("exported 18 records"), "{out}");
+    assert!(out.contains("exported 19 records"), "{out}"); // created, opened, state built, 15 notes, checkpoint
     let (code, _, _) = otgate(
         root.path(),
         &[

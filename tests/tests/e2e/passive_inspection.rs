@@ -386,3 +386,147 @@ fn writes_no_grant_covers_raise_unauthorized_write_and_are_journaled() {
         otgate::inspect::inventory::Inventory::load(&data.join("inspect/inventory.json")).unwrap();
     assert!(inventory.assets.contains_key(&plc.ip()));
 }
+
+/// Runs `cmd`, panics with its output if it fails.
+fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Deletes the network namespace when the test ends, however it ends.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+fn otgate_binary() -> PathBuf {
+    // target/debug/deps/e2e-... -> target/debug/otgate
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("otgate")
+}
+
+/// Live capture, receive only: a veth pair inside a network namespace made for this test,
+/// `tcpreplay` of a shared capture into one end, `otgate inspect --iface` on the other. The
+/// Modbus PDUs counted equal tshark's for the file, and the capture interface's TX counter does
+/// not move.
+#[test]
+fn live_capture_on_a_veth_pair_decodes_a_replayed_capture_and_never_transmits() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let Some(dir) = pcaps_dir() else {
+        eprintln!("\n\n*** SKIPPED: shared/pcaps not found ***\n\n");
+        return;
+    };
+    let root = run(Command::new("id").arg("-u")).trim() == "0";
+    let tools = ["ip", "tcpreplay"]
+        .iter()
+        .all(|t| Command::new(t).arg("-V").output().is_ok());
+    let otgate = otgate_binary();
+    if !root || !tools || !otgate.exists() {
+        eprintln!(
+            "\n\n*** SKIPPED: needs root, ip, tcpreplay and a built otgate ({}) ***\n\n",
+            otgate.display()
+        );
+        return;
+    }
+    let ns = Netns(format!("otg-insp-{}", std::process::id()));
+    run(Command::new("ip").args(["netns", "add", &ns.0]));
+    let in_ns = |args: &[&str]| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &ns.0]).args(args);
+        c
+    };
+    // No IPv6 in the namespace: nothing (router solicitations, DAD) may send on its own.
+    run(&mut in_ns(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv6.conf.all.disable_ipv6=1",
+    ]));
+    run(&mut in_ns(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv6.conf.default.disable_ipv6=1",
+    ]));
+    run(&mut in_ns(&[
+        "ip", "link", "add", "mirror0", "type", "veth", "peer", "name", "span0",
+    ]));
+    run(&mut in_ns(&[
+        "ip", "link", "set", "mirror0", "up", "promisc", "on", "arp", "off",
+    ]));
+    run(&mut in_ns(&[
+        "ip", "link", "set", "span0", "up", "arp", "off",
+    ]));
+    let tx = || {
+        run(&mut in_ns(&[
+            "cat",
+            "/sys/class/net/mirror0/statistics/tx_packets",
+        ]))
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+    };
+    let tx_before = tx();
+
+    let pcap = dir.join("modbus/iti_bro_modbus_modbusSmall.pcap");
+    let frames = 166u64; // counts.psv
+    let mut child = in_ns(&[
+        otgate.to_str().unwrap(),
+        "--data-dir",
+        "/nonexistent-otgate-test",
+        "inspect",
+        "--iface",
+        "mirror0",
+        "--count",
+        &frames.to_string(),
+        "--duration",
+        "60s",
+        "--json",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Wait until the socket is open before replaying.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("capturing on mirror0"), "{line}");
+    run(&mut in_ns(&[
+        "tcpreplay",
+        "-q",
+        "--pps",
+        "2000",
+        "-i",
+        "span0",
+        pcap.to_str().unwrap(),
+    ]));
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .unwrap_or_else(|| panic!("no summary in {stdout}"));
+    assert_eq!(summary["stats"]["frames"], frames, "{summary}");
+    assert_eq!(summary["stats"]["modbus_pdus"], 32, "{summary}");
+    assert_eq!(summary["stats"]["modbus_functions"]["1"], 16, "{summary}");
+    assert_eq!(summary["stats"]["modbus_functions"]["15"], 16, "{summary}");
+    assert_eq!(tx(), tx_before, "the capture interface transmitted");
+}

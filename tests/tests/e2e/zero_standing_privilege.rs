@@ -11,7 +11,8 @@
 //! byte. The appliance namespace can reach it (checked first, so a zero below means something);
 //! the IT side cannot route through the appliance, and every tunnel attempt without an active
 //! grant (unknown grant, pending request, someone else's grant, ended grant) is closed by the
-//! appliance with the OT listener still at zero. The namespaces and links are created here and
+//! appliance with the OT listener still at zero. As a control, an allowed read on an active
+//! grant does reach the listener through the broker. The namespaces and links are created here and
 //! deleted when the test ends, whatever happens. Without root the test says so loudly and skips.
 
 use std::io::Read;
@@ -332,7 +333,7 @@ fn without_an_active_grant_no_byte_reaches_the_plc() {
             "--op",
             "read",
             "--duration",
-            "6s",
+            "12s",
             "--ticket",
             "CHG-1",
             "--reason",
@@ -346,24 +347,44 @@ fn without_an_active_grant_no_byte_reaches_the_plc() {
     let _ = s.send(&[0, 1, 0, 0, 0, 6, 1, 3, 0, 100, 0, 1]);
     assert!(s.closed_within(Duration::from_secs(10)));
 
-    // Approved: the grant is someone else's for bob, and over when it ends.
+    // Approved: the grant is someone else's for bob.
     let sam = appliance.totp("sam");
     let out = appliance.otgate(&["approve", "R-0001", "--as", "sam", "--totp", &sam]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let mut s = appliance.open_session("bob", "G-0001", line3).unwrap();
     let _ = s.send(&[0, 1, 0, 0, 0, 6, 1, 3, 0, 100, 0, 1]);
     assert!(s.closed_within(Duration::from_secs(10)));
-    appliance.wait_for_state("G-0001", "ended", Duration::from_secs(60));
-    let mut s = appliance.open_session("alice", "G-0001", line3).unwrap();
-    let _ = s.send(&[0, 1, 0, 0, 0, 6, 1, 3, 0, 100, 0, 1]);
-    assert!(s.closed_within(Duration::from_secs(10)));
-
-    // Nothing from the IT side reached the PLC.
     assert_eq!(
         zones.counts(),
         baseline,
-        "(connections, bytes) at the PLC changed"
+        "(connections, bytes) at the PLC changed without a grant"
     );
+
+    // The control: with alice's active grant the broker does reach the PLC, so the zeros
+    // above are the appliance refusing, not a broken path.
+    let mut live = appliance.open_session("alice", "G-0001", line3).unwrap();
+    live.send(&[0, 1, 0, 0, 0, 6, 1, 3, 0, 100, 0, 1]).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || zones.counts().0 > baseline.0),
+        "an allowed read never reached the PLC"
+    );
+    // The grant's end closes the session; afterwards nothing more gets through.
+    assert!(
+        live.closed_within(Duration::from_secs(60)),
+        "the session outlived its grant"
+    );
+    appliance.wait_for_state("G-0001", "ended", Duration::from_secs(60));
+    let after_grant = zones.counts();
+    let mut s = appliance.open_session("alice", "G-0001", line3).unwrap();
+    let _ = s.send(&[0, 1, 0, 0, 0, 6, 1, 3, 0, 100, 0, 1]);
+    assert!(s.closed_within(Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        zones.counts(),
+        after_grant,
+        "bytes reached the PLC after the grant ended"
+    );
+
     let refused = appliance
         .journal()
         .into_iter()
