@@ -27,7 +27,8 @@ Prints `listening on ADDR` first, then serves until interrupted (Ctrl-C or SIGTE
 Out-of-range addresses get exception 02, bad quantities 03, other unit ids 0B.
 
 Example:
-  otgate sim plc --listen 127.0.0.1:5502 --unit 1 --holding 1000 --persist plc.json";
+  otgate sim plc --listen 127.0.0.1:5502 --unit 1 --holding 1000 --persist plc.json
+  otgate sim plc --listen 127.0.0.1:0 --capture served.pcap";
 
 /// Arguments of `otgate sim plc`.
 #[derive(Debug, clap::Args)]
@@ -53,6 +54,12 @@ pub struct PlcArgs {
     /// Keep the tables in this JSON file across restarts (written after each write).
     #[arg(long, value_name = "FILE")]
     pub persist: Option<PathBuf>,
+    /// Write the TCP conversations served to this pcap file.
+    #[arg(long, value_name = "FILE.pcap")]
+    pub capture: Option<PathBuf>,
+    /// Replace an existing --capture file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Run an `otgate sim` subcommand.
@@ -71,7 +78,16 @@ fn run_plc(args: PlcArgs) -> anyhow::Result<ExitCode> {
         holding_registers: args.holding,
         input_registers: args.input_registers,
         persist: args.persist,
+        capture: args.capture.clone(),
     };
+    if let Some(path) = &args.capture {
+        if path.exists() && !args.force {
+            return Err(super::hint(
+                anyhow::anyhow!("--capture {} exists already", path.display()),
+                "pass --force to replace it, or pick another file",
+            ));
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

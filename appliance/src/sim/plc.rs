@@ -9,21 +9,25 @@
 //! identification, basic objects) and echoes FC 90 so tests can see a vendor code reach it.
 //!
 //! Optional persistence writes the tables as JSON (atomically, after each write) and loads them
-//! at start. For tests, [`PlcHandle`] reads and sets registers, counts the requests that reached
+//! at start. Optional capture writes every TCP conversation served as a pcap (`sim::traffic`),
+//! from a thread fed by a bounded queue, so a slow disk drops capture segments, never requests. For tests, [`PlcHandle`] reads and sets registers, counts the requests that reached
 //! the PLC, slows responses down, and drops every open connection (a PLC that closes).
 //!
 //! It does not validate Modbus framing beyond what tokio-modbus does (that is `wire`'s job), and
 //! it is not hardened: it is a simulator for the demo and the tests, never a production device.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -32,6 +36,8 @@ use tokio::task::JoinHandle;
 use tokio_modbus::server::tcp::Server;
 use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::sim::traffic::{CaptureWriter, Direction, FlowWriter};
 
 /// The unit id Modbus TCP devices answer when the unit id is "not used" (spec section 4.4).
 pub const UNIT_NOT_USED: u8 = 0xFF;
@@ -64,6 +70,8 @@ pub struct PlcConfig {
     pub input_registers: usize,
     /// Where to keep the tables across restarts, if anywhere.
     pub persist: Option<PathBuf>,
+    /// Where to write the TCP conversations served, as a pcap, if anywhere.
+    pub capture: Option<PathBuf>,
 }
 
 impl Default for PlcConfig {
@@ -75,6 +83,7 @@ impl Default for PlcConfig {
             holding_registers: 1000,
             input_registers: 1000,
             persist: None,
+            capture: None,
         }
     }
 }
@@ -117,6 +126,15 @@ pub enum SimError {
         /// The JSON error.
         #[source]
         source: serde_json::Error,
+    },
+    /// The capture file could not be created.
+    #[error("capture file {path}")]
+    Capture {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: crate::sim::traffic::TrafficError,
     },
 }
 
@@ -211,6 +229,10 @@ struct Shared {
     delay_ms: AtomicU64,
     /// Cancelled to drop every open connection; replaced by a fresh token afterwards.
     connections: Mutex<CancellationToken>,
+    /// Where served bytes go when capturing (a bounded queue to the capture thread).
+    capture: Option<SyncSender<Captured>>,
+    /// Numbers connections for the capture.
+    next_connection: AtomicU64,
 }
 
 impl Shared {
@@ -375,6 +397,10 @@ pub async fn spawn(addr: SocketAddr, config: PlcConfig) -> Result<PlcHandle, Sim
         Some(path) => Tables::load(path, &config)?,
         None => Tables::fresh(&config),
     };
+    let capture = match &config.capture {
+        Some(path) => Some(start_capture(path)?),
+        None => None,
+    };
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| SimError::Bind { addr, source })?;
@@ -388,6 +414,8 @@ pub async fn spawn(addr: SocketAddr, config: PlcConfig) -> Result<PlcHandle, Sim
         requests: AtomicU64::new(0),
         delay_ms: AtomicU64::new(0),
         connections: Mutex::new(CancellationToken::new()),
+        capture,
+        next_connection: AtomicU64::new(0),
     });
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(serve(listener, Arc::clone(&shared), shutdown.clone()));
@@ -407,7 +435,21 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellatio
         async move {
             tracing::debug!(%peer, "PLC connection");
             let _ = stream.set_nodelay(true);
-            let transport = Closable::new(stream, shared.connection_token());
+            let tap = shared.capture.as_ref().and_then(|queue| {
+                let server = stream.local_addr().ok()?;
+                let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+                let _ = queue.try_send(Captured::Open {
+                    id,
+                    client: peer,
+                    server,
+                    at: SystemTime::now(),
+                });
+                Some(Tap {
+                    id,
+                    queue: queue.clone(),
+                })
+            });
+            let transport = Closable::new(stream, shared.connection_token(), tap);
             Ok(Some((PlcService { shared }, transport)))
         }
     };
@@ -424,15 +466,125 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellatio
 struct Closable<S> {
     inner: S,
     closed: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Copies what passes to the capture, when capturing.
+    tap: Option<Tap>,
 }
 
 impl<S> Closable<S> {
-    fn new(inner: S, token: CancellationToken) -> Self {
+    fn new(inner: S, token: CancellationToken, tap: Option<Tap>) -> Self {
         Self {
             inner,
             closed: Box::pin(token.cancelled_owned()),
+            tap,
         }
     }
+}
+
+impl<S> Drop for Closable<S> {
+    fn drop(&mut self) {
+        if let Some(tap) = &self.tap {
+            let _ = tap.queue.try_send(Captured::Close {
+                id: tap.id,
+                at: SystemTime::now(),
+            });
+        }
+    }
+}
+
+/// One connection's link to the capture thread.
+struct Tap {
+    id: u64,
+    queue: SyncSender<Captured>,
+}
+
+impl Tap {
+    fn data(&self, direction: Direction, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        // A full queue drops the segment rather than slowing the PLC; the capture is best effort.
+        let _ = self.queue.try_send(Captured::Data {
+            id: self.id,
+            direction,
+            bytes: bytes.to_vec(),
+            at: SystemTime::now(),
+        });
+    }
+}
+
+/// What the capture thread is told.
+enum Captured {
+    Open {
+        id: u64,
+        client: SocketAddr,
+        server: SocketAddr,
+        at: SystemTime,
+    },
+    Data {
+        id: u64,
+        direction: Direction,
+        bytes: Vec<u8>,
+        at: SystemTime,
+    },
+    Close {
+        id: u64,
+        at: SystemTime,
+    },
+}
+
+/// Most capture messages queued before segments are dropped.
+const CAPTURE_QUEUE: usize = 4096;
+
+/// Create the pcap and start the thread that writes every served conversation into it.
+fn start_capture(path: &Path) -> Result<SyncSender<Captured>, SimError> {
+    let err = |source| SimError::Capture {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(|e| {
+        err(crate::sim::traffic::TrafficError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })
+    })?;
+    // Unbuffered: every frame is on disk as it is written, so the file is valid at any moment.
+    let mut pcap = CaptureWriter::new(file).map_err(err)?;
+    let (queue, inbox) = std::sync::mpsc::sync_channel::<Captured>(CAPTURE_QUEUE);
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        let mut flows: HashMap<u64, FlowWriter> = HashMap::new();
+        // Ends when the PLC and all its connections are gone (every sender dropped).
+        while let Ok(message) = inbox.recv() {
+            let result = match message {
+                Captured::Open {
+                    id,
+                    client,
+                    server,
+                    at,
+                } => FlowWriter::open(&mut pcap, client, server, at).map(|flow| {
+                    flows.insert(id, flow);
+                }),
+                Captured::Data {
+                    id,
+                    direction,
+                    bytes,
+                    at,
+                } => match flows.get_mut(&id) {
+                    Some(flow) => flow.send(&mut pcap, direction, &bytes, at),
+                    None => Ok(()),
+                },
+                Captured::Close { id, at } => match flows.remove(&id) {
+                    Some(flow) => flow.close(&mut pcap, at),
+                    None => Ok(()),
+                },
+            };
+            if let Err(error) = result {
+                tracing::warn!(path = %path.display(), %error, "PLC capture stopped");
+                return;
+            }
+        }
+    });
+    Ok(queue)
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Closable<S> {
@@ -444,7 +596,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for Closable<S> {
         if self.closed.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Some(tap)) = (&polled, &self.tap) {
+            tap.data(
+                Direction::ToServer,
+                buf.filled().get(before..).unwrap_or_default(),
+            );
+        }
+        polled
     }
 }
 
@@ -458,7 +618,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Closable<S> {
         if self.closed.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let (Poll::Ready(Ok(n)), Some(tap)) = (&polled, &self.tap) {
+            tap.data(Direction::ToClient, buf.get(..*n).unwrap_or_default());
+        }
+        polled
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -787,6 +951,52 @@ mod tests {
             .await
             .unwrap();
         again.read_holding_registers(0, 1).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn captures_the_conversations_it_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("served.pcap");
+        let config = PlcConfig {
+            capture: Some(path.clone()),
+            ..PlcConfig::default()
+        };
+        let plc = plc(config).await;
+        plc.set_holding_register(3, 0xBEEF);
+        let mut ctx = tcp::connect_slave(plc.local_addr(), Slave(1))
+            .await
+            .unwrap();
+        ctx.read_holding_registers(3, 1).await.unwrap().unwrap();
+        drop(ctx);
+        // The connection's end reaches the capture thread once the server task sees it.
+        let mut frames = Vec::new();
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let bytes = std::fs::read(&path).unwrap();
+            let mut reader = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
+            frames.clear();
+            while let Some(packet) = reader.next_packet() {
+                frames.push(packet.unwrap().data.into_owned());
+            }
+            // Handshake (3), request, response, close (3).
+            if frames.len() >= 8 {
+                break;
+            }
+        }
+        assert_eq!(frames.len(), 8, "{} frames", frames.len());
+        let carries = |needle: &[u8]| {
+            frames
+                .iter()
+                .any(|f| f.windows(needle.len()).any(|w| w == needle))
+        };
+        assert!(
+            carries(&[0, 0, 0, 6, 1, 3, 0, 3, 0, 1]),
+            "the request is not in the capture"
+        );
+        assert!(
+            carries(&[0, 0, 0, 5, 1, 3, 2, 0xBE, 0xEF]),
+            "the response is not in the capture"
+        );
     }
 
     #[test]

@@ -333,3 +333,159 @@ async fn mbpoll_polling_is_disconnected_when_the_window_ends() {
         }
     )));
 }
+
+/// Through the real daemon: alice's maintenance grant, approved by sam, `otgate connect` on her
+/// side, pymodbus against the local port; then `otgate sessions` and `otgate replay`.
+mod through_the_daemon {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    use otgate::sim::plc::{self, PlcConfig};
+    use otgate_tests::appliance::{
+        describe, otgate_bin, saturday_morning, TestAppliance, PLANT_POLICY,
+    };
+
+    const LINE3_PLC: &str = "10.10.3.11:502";
+
+    #[test]
+    fn pymodbus_through_otgate_connect_and_the_daemon() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let plc = runtime
+            .block_on(plc::spawn(
+                "127.0.0.1:0".parse().unwrap(),
+                PlcConfig::default(),
+            ))
+            .unwrap();
+        plc.set_holding_register(11, 4242);
+        // line3-plc (and its segment) move to the simulator on loopback.
+        let policy = PLANT_POLICY
+            .replace(LINE3_PLC, &plc.local_addr().to_string())
+            .replace(
+                r#"networks = ["10.10.3.0/24"]"#,
+                r#"networks = ["10.10.3.0/24", "127.0.0.0/8"]"#,
+            );
+        assert_ne!(policy, PLANT_POLICY, "the sample plant moved line3-plc");
+        let mut appliance = TestAppliance::init(&policy);
+        appliance.start(Some(saturday_morning()));
+
+        let totp = appliance.totp("alice");
+        let out = appliance.request(
+            "alice",
+            &[
+                "--target",
+                "line3-plc",
+                "--op",
+                "read",
+                "--op",
+                "write:holding-registers:100-199",
+                "--duration",
+                "20s",
+                "--ticket",
+                "CHG-1234",
+                "--reason",
+                "setpoints",
+                "--totp",
+                &totp,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let code = appliance.totp("sam");
+        let out = appliance.otgate(&["approve", "R-0001", "--as", "sam", "--totp", &code]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+        // alice's side: the local port.
+        let mut connect = Command::new(otgate_bin());
+        connect.args([
+            "connect",
+            "--grant",
+            "G-0001",
+            "--asset",
+            "line3-plc",
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        connect.args(appliance.tunnel_flags("alice"));
+        connect
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut connect = connect.spawn().unwrap();
+        let mut lines = BufReader::new(connect.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let port: u16 = first
+            .strip_prefix("listening on 127.0.0.1:")
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"));
+
+        // The grant runs 20 s from the approval; wait past its end inside the client.
+        let out = Command::new("python3")
+            .args(["-c", super::PYMODBUS_CLIENT, &port.to_string(), "22"])
+            .output()
+            .expect("python3 with pymodbus (bash .ci/install-deps)");
+        let _ = connect.kill();
+        let _ = connect.wait();
+        let said: Vec<String> = lines.map_while(Result::ok).collect();
+        assert!(out.status.success(), "{}", describe(&out));
+        let result: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", describe(&out)));
+        assert_eq!(
+            result["read_holding"],
+            serde_json::json!([0, 4242, 0]),
+            "{result}"
+        );
+        assert_eq!(result["write_inside_ok"], true, "{result}");
+        assert_eq!(result["write_outside_exception"], 2, "{result}");
+        assert_eq!(result["write_straddling_exception"], 2, "{result}");
+        assert_ne!(result["after_window"], "ok", "{result}");
+        assert_eq!(plc.holding_register(150), Some(11));
+        assert_eq!(plc.holding_register(250), Some(0));
+        assert_eq!(plc.holding_register(198), Some(0));
+        assert!(
+            said.iter()
+                .any(|l| l.contains("the appliance closed the session")),
+            "otgate connect said: {said:?}"
+        );
+
+        let kinds: Vec<String> = appliance.journal().into_iter().map(|(k, _)| k).collect();
+        for expected in [
+            "session_started",
+            "operation_forwarded",
+            "operation_refused",
+            "session_ended",
+        ] {
+            assert!(
+                kinds.iter().any(|k| k == expected),
+                "no {expected} in {kinds:?}"
+            );
+        }
+
+        let out = appliance.otgate(&["sessions", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let session: serde_json::Value =
+            serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(session["grant_id"], "G-0001", "{text}");
+        assert_eq!(session["live"], false, "{text}");
+        assert_eq!(session["refused"], 2, "{text}");
+        let id = session["session_id"].as_str().unwrap().to_owned();
+        let out = appliance.otgate(&["replay", &id]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let transcript = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            transcript.contains("write single register (6) holding registers 250 = [99]  REFUSED"),
+            "{transcript}"
+        );
+        assert!(
+            transcript.contains(
+                "read holding registers (3) holding registers 10-12  forwarded  ok [0, 4242, 0]"
+            ),
+            "{transcript}"
+        );
+        drop(runtime);
+    }
+}
