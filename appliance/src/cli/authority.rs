@@ -446,7 +446,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         };
         otgate_sync::net::serve(listener, config, args.dir, shutdown).await?;
         anyhow::Ok(())

@@ -487,3 +487,117 @@ pub fn sim_traffic(_globals: &Globals, args: TrafficArgs) -> anyhow::Result<Exit
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn run(args: &[&str]) -> anyhow::Result<ExitCode> {
+        crate::cli::run(crate::cli::Cli::try_parse_from(args)?)
+    }
+
+    #[test]
+    fn learn_writes_a_baseline_never_overwrites_without_force_and_inspect_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+        let (pcap, other, out) = (d("a.pcap"), d("b.pcap"), d("baseline.json"));
+        run(&[
+            "otgate",
+            "sim",
+            "traffic",
+            "--out",
+            &pcap,
+            "--packets",
+            "2000",
+        ])
+        .unwrap();
+        let cfg = crate::sim::traffic::GeneratorConfig {
+            target: crate::sim::traffic::Target::Packets(2000),
+            seed: 99,
+            ..Default::default()
+        };
+        crate::sim::traffic::generate(Path::new(&other), &cfg).unwrap();
+        // `sim traffic` refuses to overwrite without --force.
+        assert!(run(&[
+            "otgate",
+            "sim",
+            "traffic",
+            "--out",
+            &pcap,
+            "--packets",
+            "10"
+        ])
+        .is_err());
+        run(&["otgate", "inspect", "learn", "--pcap", &pcap, "--out", &out]).unwrap();
+        let baseline = Baseline::load(Path::new(&out)).unwrap();
+        assert!(!baseline.pairs.is_empty());
+        // Same capture, same baseline: writing it again is fine.
+        run(&["otgate", "inspect", "learn", "--pcap", &pcap, "--out", &out]).unwrap();
+        // A different one is refused without --force, and the file is unchanged.
+        let before = std::fs::read(&out).unwrap();
+        let err = run(&[
+            "otgate", "inspect", "learn", "--pcap", &other, "--out", &out,
+        ])
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("exists and differs"), "{err:#}");
+        assert_eq!(std::fs::read(&out).unwrap(), before);
+        run(&[
+            "otgate", "inspect", "learn", "--pcap", &other, "--out", &out, "--force",
+        ])
+        .unwrap();
+        assert_ne!(std::fs::read(&out).unwrap(), before);
+        let data = d("data");
+        run(&[
+            "otgate",
+            "--data-dir",
+            &data,
+            "inspect",
+            "--pcap",
+            &pcap,
+            "--baseline",
+            &out,
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn bad_inputs_are_refused_with_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, "{\"version\": 9}").unwrap();
+        let pcap = dir.path().join("x.pcap");
+        std::fs::write(&pcap, b"nonsense").unwrap();
+        let data = dir.path().join("data");
+        let (bad, pcap, data) = (
+            bad.to_str().unwrap(),
+            pcap.to_str().unwrap(),
+            data.to_str().unwrap(),
+        );
+        let err = run(&["otgate", "--data-dir", data, "inspect", "--pcap", pcap]).unwrap_err();
+        assert!(format!("{err:#}").contains("x.pcap"), "{err:#}");
+        let err = run(&[
+            "otgate",
+            "--data-dir",
+            data,
+            "inspect",
+            "--pcap",
+            pcap,
+            "--baseline",
+            bad,
+        ])
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("version 9"), "{err:#}");
+        let err = run(&["otgate", "--data-dir", data, "inspect"]).unwrap_err();
+        assert!(format!("{err:#}").contains("nothing to inspect"), "{err:#}");
+        assert!(run(&[
+            "otgate",
+            "inspect",
+            "--iface",
+            "no-such-if0",
+            "--count",
+            "1"
+        ])
+        .is_err());
+    }
+}

@@ -138,3 +138,58 @@ pub fn run(globals: &Globals, command: VaultCommand) -> anyhow::Result<ExitCode>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::init::{self, InitArgs};
+    use crate::datadir::DataDir;
+
+    #[test]
+    fn list_shows_names_only_and_removing_an_unknown_entry_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Globals {
+            data_dir: DataDir::new(dir.path().join("a")),
+        };
+        let args = InitArgs {
+            trust: None,
+            sans: vec![],
+            it_listen: init::DEFAULT_IT_LISTEN.parse().unwrap(),
+            force: false,
+            json: true,
+        };
+        init::run(&g, args).unwrap();
+        let vault = open(&g).unwrap().vault();
+        vault
+            .set(
+                "hmi-line1-vnc",
+                crate::stores::Secret::from("Vnc-Pa55word!"),
+                chrono::Utc::now(),
+            )
+            .unwrap();
+        run(&g, VaultCommand::List(ListArgs { json: true })).unwrap();
+        run(
+            &g,
+            VaultCommand::Remove(RemoveArgs {
+                name: "hmi-line1-vnc".into(),
+            }),
+        )
+        .unwrap();
+        assert!(vault.list().unwrap().is_empty());
+        let err = run(
+            &g,
+            VaultCommand::Remove(RemoveArgs {
+                name: "hmi-line1-vnc".into(),
+            }),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no vault entry `hmi-line1-vnc`"),
+            "{err:#}"
+        );
+        let hinted = err
+            .chain()
+            .any(|c| c.downcast_ref::<crate::cli::Hinted>().is_some());
+        assert!(hinted, "the error carries a hint");
+    }
+}

@@ -25,6 +25,7 @@ use crate::daemon::Appliance;
 
 pub mod client;
 pub mod grants;
+pub mod inspect;
 pub mod sessions;
 pub mod stores;
 
@@ -263,6 +264,7 @@ async fn dispatch(app: &Arc<Appliance>, request: ControlRequest) -> Result<Value
         "grants" => grants::handle(app, &request.method, request.params).await,
         "users" | "vault" => stores::handle(app, &request.method, request.params).await,
         "sessions" => sessions::handle(app, &request.method, request.params).await,
+        "inspect" => inspect::handle(app, &request.method, request.params).await,
         _ => Err(ControlError::new(
             "unknown_method",
             format!("unknown method {}", request.method),

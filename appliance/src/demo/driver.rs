@@ -82,14 +82,16 @@ impl Otgate {
             .with_context(|| format!("`otgate {}` printed no JSON", shown_args(&args)))
     }
 
-    /// Start `otgate ARGS` in the background with stdout piped.
-    pub fn spawn<I, S>(&self, args: I) -> anyhow::Result<Child>
+    /// Start `otgate ARGS` in the background with stdout piped and stderr into `log`.
+    pub fn spawn<I, S>(&self, args: I, log: &Path) -> anyhow::Result<Child>
     where
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
         let mut command = self.command(args);
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let log = std::fs::File::create(log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        command.stdout(Stdio::piped()).stderr(Stdio::from(log));
         let shown = format!("{command:?}");
         command
             .spawn()

@@ -151,7 +151,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
 fn next_saturday_morning(now: DateTime<Utc>) -> DateTime<Utc> {
     let berlin = chrono_tz::Europe::Berlin;
     let local = now.with_timezone(&berlin).date_naive();
-    let days = (6 + 7 - local.weekday().num_days_from_monday()) % 7;
+    // Saturday is day 5 counted from Monday.
+    let days = (5 + 7 - local.weekday().num_days_from_monday()) % 7;
     let saturday = local + chrono::Days::new(u64::from(days));
     let at = saturday.and_hms_opt(7, 0, 0).unwrap_or_default();
     berlin
@@ -411,6 +412,18 @@ impl Stage {
         ])
     }
 
+    /// The appliance's decision in words: its first line, then the details indented.
+    fn say_decision(&self, request: &str, answer: &Value) {
+        let decision = field(answer, "decision");
+        let mut lines = decision.lines();
+        let first = lines.next().unwrap_or_default();
+        self.narrator
+            .say("appliance", &format!("{request}: {first}"));
+        for line in lines {
+            self.narrator.detail(line.trim());
+        }
+    }
+
     /// `who` asks for access; the appliance's answer.
     async fn request(
         &mut self,
@@ -463,15 +476,18 @@ impl Stage {
             "127.0.0.1:0".into(),
         ];
         args.extend(self.tunnel_args(who)?);
-        let mut child = self.otgate.spawn(args)?;
+        let log = self.work.join(format!("connect-{who}-{grant}.log"));
+        let mut child = self.otgate.spawn(args, &log)?;
         let stdout = child.stdout.take().context("connect's stdout")?;
         let mut lines = BufReader::new(tokio::process::ChildStdout::from_std(stdout)?).lines();
         let addr = tokio::time::timeout(Duration::from_secs(20), async {
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addr) = line
-                    .split_whitespace()
-                    .find_map(|w| w.parse::<SocketAddr>().ok())
-                {
+                // "listening on ADDR: each connection opens a session ..."
+                let addr = line
+                    .strip_prefix("listening on ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|w| w.trim_end_matches(':').parse::<SocketAddr>().ok());
+                if let Some(addr) = addr {
                     return Some((addr, lines));
                 }
             }
@@ -507,10 +523,7 @@ impl Stage {
             "alice",
             &format!("requests read + write of holding registers 100-199 on line3-plc for {}, ticket CHG-1234, with her key and a TOTP code", self.window()),
         );
-        self.narrator.say(
-            "appliance",
-            &format!("{request}: {}", field(&answer, "decision")),
-        );
+        self.say_decision(&request, &answer);
         self.narrator.pause().await;
 
         let approved = self.approve("sam", &request).await?;
@@ -620,10 +633,7 @@ impl Stage {
                 self.window()
             ),
         );
-        self.narrator.say(
-            "appliance",
-            &format!("{request}: {}", field(&answer, "decision")),
-        );
+        self.say_decision(&request, &answer);
 
         let first = self.approve("sam", &request).await?;
         self.narrator.say("sam", &format!("approves {request}"));
@@ -740,13 +750,15 @@ impl Stage {
             "inspect".into(),
             "--pcap".into(),
             self.plant.mirror_pcap.clone().into_os_string(),
+            "--policy".into(),
+            self.work.join("hq").join("plant.toml").into_os_string(),
             "--json".into(),
         ])?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let alerts: Vec<Value> = stdout
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v.get("alert").is_some() || field(v, "type") == "alert")
+            .filter(|v| field(v, "event") == "alert")
             .collect();
         self.narrator.say(
             "monitor",
@@ -802,7 +814,7 @@ impl Stage {
                     "{} {} on {}: {}",
                     field(g, "grant_id"),
                     field(g, "requester"),
-                    field(g, "target"),
+                    field(g, "asset"),
                     field(g, "state")
                 ));
             }
@@ -819,7 +831,14 @@ impl Stage {
             ),
         );
         n.say("monitor", &format!("alerts: {}", summary.alerts.len()));
-        n.say("appliance", &format!("audit verify: {}", summary.verify));
+        let mut verdict = summary.verify.lines();
+        n.say(
+            "appliance",
+            &format!("audit verify: {}", verdict.next().unwrap_or_default()),
+        );
+        for line in verdict {
+            n.detail(line);
+        }
         println!();
         if kept {
             let d = self.data_dir.root().display();
@@ -868,10 +887,9 @@ fn show_result<T: std::fmt::Debug>(result: &Result<T, tokio_modbus::ExceptionCod
 }
 
 fn alert_text(alert: &Value) -> String {
-    let inner = alert.get("alert").unwrap_or(alert);
-    match inner.get("detail").or_else(|| inner.get("message")) {
+    match alert.get("detail") {
         Some(Value::String(s)) => s.clone(),
-        _ => inner.to_string(),
+        _ => alert.to_string(),
     }
 }
 

@@ -61,6 +61,7 @@ pub(crate) struct Plant {
     length: chrono::Duration,
     vendor_expiry: Option<DateTime<Utc>>,
     end_on_last: bool,
+    dropped_assets: Vec<&'static str>,
 }
 
 impl AccessPolicy for Plant {
@@ -133,12 +134,25 @@ impl AccessPolicy for Plant {
             .flatten()
     }
     fn still_covers(&self, _: &str, asset: &str, _: &str, _: &[String]) -> Result<(), String> {
-        if asset == "line3-plc" {
-            Ok(())
+        if self.dropped_assets.contains(&asset) {
+            Err(format!("the policy no longer names asset {asset}"))
         } else {
-            Err("gone".into())
+            Ok(())
         }
     }
+}
+
+/// A grant lasted `planned`: never longer, and shorter only by the real milliseconds that
+/// `ManualClock`'s wall time advanced while tokio's time stood paused.
+fn assert_window(lasted: Duration, planned: Duration) {
+    assert!(
+        lasted <= planned,
+        "the grant lasted {lasted:?}, longer than {planned:?}"
+    );
+    assert!(
+        lasted + Duration::from_secs(1) >= planned,
+        "the grant lasted only {lasted:?}"
+    );
 }
 
 pub(crate) fn saturday_six() -> DateTime<Utc> {
@@ -158,6 +172,7 @@ pub(crate) fn plant(needs: &[(&str, u32)]) -> Plant {
         length: chrono::Duration::hours(4),
         vendor_expiry: None,
         end_on_last: false,
+        dropped_assets: Vec::new(),
     }
 }
 
@@ -347,7 +362,7 @@ async fn a_grant_ends_on_the_monotonic_clock_whatever_the_wall_clock_does() {
         .collect();
     assert_eq!(warnings, [10]);
     lease.cancel.cancelled().await;
-    assert_eq!(started.elapsed(), Duration::from_secs(4 * 3600));
+    assert_window(started.elapsed(), Duration::from_secs(4 * 3600));
     let record = grants.show("G-0001").await.unwrap();
     assert_eq!(record.state, GrantState::Ended);
     assert_eq!(record.warned, [10, 2]);
@@ -368,7 +383,7 @@ async fn moving_the_wall_clock_forward_does_not_shorten_or_lengthen_an_active_gr
     let started = tokio::time::Instant::now();
     clock.shift(chrono::Duration::hours(3));
     token.cancelled().await;
-    assert_eq!(started.elapsed(), Duration::from_secs(4 * 3600));
+    assert_window(started.elapsed(), Duration::from_secs(4 * 3600));
     shutdown.cancel();
 }
 
@@ -480,7 +495,7 @@ async fn a_restart_resumes_active_grants_and_ends_those_that_ran_out() {
     let token = again.grant_token("G-0001").unwrap();
     let resumed = tokio::time::Instant::now();
     token.cancelled().await;
-    assert_eq!(resumed.elapsed(), Duration::from_secs(2 * 3600));
+    assert_window(resumed.elapsed(), Duration::from_secs(2 * 3600));
     // Down past the end of everything.
     clock.shift(chrono::Duration::hours(10));
     let (notices, _) = broadcast::channel(8);
@@ -635,4 +650,42 @@ async fn a_grant_that_ends_on_last_disconnect_ends_when_its_last_session_leaves(
         record.outcome.unwrap().reason,
         "its last session disconnected"
     );
+}
+
+#[tokio::test]
+async fn a_new_policy_that_no_longer_covers_a_grant_revokes_it() {
+    let clock = ManualClock::starting_at(saturday_six());
+    let (grants, memory) = service(plant(&[("shift-supervisor", 1)]), &clock);
+    grants.submit(ask("alice", saturday_six())).await.unwrap();
+    grants.approve("R-0001", "sam").await.unwrap();
+    grants.submit(ask("alice", saturday_six())).await.unwrap();
+    let session = grants
+        .open_session("G-0001", "alice", "line3-plc")
+        .await
+        .unwrap();
+    // A policy that still covers everything changes nothing.
+    let same = grants
+        .policy_changed(Arc::new(plant(&[("shift-supervisor", 1)])))
+        .await
+        .unwrap();
+    assert!(same.is_empty());
+    let mut narrower = plant(&[("shift-supervisor", 1)]);
+    narrower.dropped_assets = vec!["line3-plc"];
+    let revoked = grants.policy_changed(Arc::new(narrower)).await.unwrap();
+    assert_eq!(revoked, ["G-0001", "R-0002"]);
+    assert!(session.cancel.is_cancelled());
+    let record = grants.show("G-0001").await.unwrap();
+    assert_eq!(record.state, GrantState::Revoked);
+    assert!(record
+        .outcome
+        .unwrap()
+        .reason
+        .starts_with("policy change: "));
+    assert!(memory.events.lock().unwrap().iter().any(|e| matches!(
+        e,
+        AccessEvent::GrantRevoked {
+            cause: RevokeCause::PolicyChange,
+            ..
+        }
+    )));
 }

@@ -119,6 +119,14 @@ pub fn journal_alerts(data_dir: &DataDir, alerts: &[Alert]) -> anyhow::Result<us
     if alerts.is_empty() || !data_dir.journal_dir().exists() {
         return Ok(0);
     }
+    // A running daemon holds the journal: record through its control socket.
+    if let Ok(mut daemon) = crate::control::client::Client::connect(&data_dir.control_socket()) {
+        let events: Vec<InspectEvent> = alerts.iter().map(InspectEvent::from_alert).collect();
+        daemon
+            .call("inspect.alerts", serde_json::json!({ "alerts": events }))
+            .context("the running appliance did not record the alerts")?;
+        return Ok(alerts.len());
+    }
     let key = crate::journal::keys::load_appliance_key(&data_dir.appliance_key())
         .context("cannot load the appliance key to journal alerts")?;
     let journal = crate::journal::Journal::open(

@@ -533,6 +533,71 @@ mod tests {
         );
     }
 
+    #[test]
+    fn pcapng_files_with_two_interfaces_of_different_link_types_are_read() {
+        use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+        use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+        use pcap_file::pcapng::PcapNgWriter;
+        let eth = tcp_frame_ipv4();
+        let mut null = vec![2, 0, 0, 0];
+        null.extend_from_slice(&eth[14..]);
+        let mut writer = PcapNgWriter::new(Vec::new()).unwrap();
+        for link in [DataLink::ETHERNET, DataLink::NULL, DataLink::Unknown(147)] {
+            writer
+                .write_pcapng_block(InterfaceDescriptionBlock {
+                    linktype: link,
+                    snaplen: 65535,
+                    options: vec![],
+                })
+                .unwrap();
+        }
+        for (interface_id, data) in [(0u32, &eth), (1, &null), (2, &eth), (0, &eth)] {
+            writer
+                .write_pcapng_block(EnhancedPacketBlock {
+                    interface_id,
+                    timestamp: Duration::from_secs(1_800_000_000),
+                    original_len: data.len() as u32,
+                    data: std::borrow::Cow::Borrowed(data),
+                    options: vec![],
+                })
+                .unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("two.pcapng");
+        std::fs::write(&path, writer.into_inner()).unwrap();
+        let mut file = CaptureFile::open(&path).unwrap();
+        let mut seen = Vec::new();
+        let skipped = file
+            .for_each_frame(|f| seen.push((f.link, slice(f.link, f.data).unwrap().dst)))
+            .unwrap();
+        assert_eq!(
+            skipped, 1,
+            "the frame on the unsupported interface is skipped and counted"
+        );
+        let dst: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(
+            seen,
+            [
+                (LinkType::Ethernet, dst),
+                (LinkType::Null, dst),
+                (LinkType::Ethernet, dst)
+            ]
+        );
+    }
+
+    #[test]
+    fn files_that_are_not_captures_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("not.pcap");
+        std::fs::write(&path, b"this is not a capture file at all").unwrap();
+        let err = CaptureFile::open(&path).err().unwrap().to_string();
+        assert!(err.contains("not.pcap"), "{err}");
+        let missing = CaptureFile::open(&dir.path().join("missing.pcap"))
+            .err()
+            .unwrap();
+        assert!(matches!(missing, CaptureError::Io { .. }));
+    }
+
     proptest::proptest! {
         #[test]
         fn slicing_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {

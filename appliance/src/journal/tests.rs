@@ -340,3 +340,46 @@ fn open_for_tests_makes_keys_in_a_data_dir() {
     assert!(dir.path().join("appliance.pub").exists());
     assert!(dir.path().join("journal").join("LOCK").exists());
 }
+
+#[test]
+fn a_segment_with_a_damaged_header_is_moved_aside_and_the_journal_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = JournalConfig {
+        segment_bytes: 1_500,
+        max_batch: 1,
+        ..JournalConfig::default()
+    };
+    let journal = Journal::open(dir.path(), key(), config.clone()).unwrap();
+    for i in 0..20 {
+        journal.append_blocking(note(i)).unwrap();
+    }
+    drop(journal);
+    let (first, last) = list_segments(dir.path()).unwrap().pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    bytes[..8].copy_from_slice(b"GARBAGE!");
+    std::fs::write(&last, &bytes).unwrap();
+
+    let journal = Journal::open(dir.path(), key(), config).unwrap();
+    let recorded = journal.append_blocking(note(99)).unwrap();
+    drop(journal);
+    assert!(dir
+        .path()
+        .join("torn")
+        .join(format!("{}-header.bin", record::segment_name(first)))
+        .exists());
+    let records = read_all(dir.path());
+    let cut = records.iter().find(|r| {
+        matches!(
+            r.event,
+            Event::Journal(JournalEvent::TailCut { offset: 0, .. })
+        )
+    });
+    assert!(cut.is_some(), "the move is journaled");
+    assert_eq!(
+        cut.unwrap().seq,
+        first,
+        "the journal continues from the last good segment"
+    );
+    assert!(recorded.seq() > first);
+    super::verify::verify(dir.path(), &key().verifying_key()).unwrap();
+}

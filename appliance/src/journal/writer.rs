@@ -177,41 +177,62 @@ impl Writer {
         let mut segments = list_segments(dir).map_err(io("list", dir))?;
         let mut internal: Vec<JournalEvent> = Vec::new();
         let key_id = record::key_id(&key.verifying_key());
-        let created = segments.is_empty();
-        if created {
-            let path = dir.join(record::segment_name(1));
-            create_segment(&path, 1)?;
-            sync_dir(dir)?;
-            segments.push((1, path));
-            internal.push(JournalEvent::Created {
-                public_key: hex::encode(key.verifying_key().as_bytes()),
-                key_id: key_id.clone(),
-            });
-        }
-        let Some((first_seq, segment_path)) = segments.last().cloned() else {
-            return Err(JournalError::Corrupt {
-                segment: dir.into(),
-                offset: 0,
-                detail: "no segment".into(),
-            });
-        };
-        let mut bytes = fs::read(&segment_path).map_err(io("read", &segment_path))?;
-        if bytes.len() < SEGMENT_HEADER_LEN && record::segment_header(first_seq).starts_with(&bytes)
-        {
-            // A crash while the segment was being created: finish its header.
-            bytes = record::segment_header(first_seq).to_vec();
-            fs::write(&segment_path, &bytes).map_err(io("write", &segment_path))?;
-        }
-        match record::parse_segment_header(&bytes) {
-            Some(seq) if seq == first_seq => {}
-            _ => {
-                return Err(JournalError::Corrupt {
-                    segment: segment_path,
-                    offset: 0,
-                    detail: format!("segment header is not OTGJRNL1 with first seq {first_seq}"),
-                })
+        // The last segment, with a valid header. A segment whose header is damaged (not merely
+        // torn while being created) is moved aside as evidence and journaled, so that the
+        // appliance still opens (break-glass must be able to record).
+        let mut last = None;
+        while let Some((first_seq, path)) = segments.last().cloned() {
+            let mut bytes = fs::read(&path).map_err(io("read", &path))?;
+            if bytes.len() < SEGMENT_HEADER_LEN
+                && record::segment_header(first_seq).starts_with(&bytes)
+            {
+                // A crash while the segment was being created: finish its header.
+                bytes = record::segment_header(first_seq).to_vec();
+                fs::write(&path, &bytes)
+                    .and_then(|()| File::open(&path).and_then(|f| f.sync_all()))
+                    .map_err(io("write", &path))?;
             }
+            if record::parse_segment_header(&bytes) == Some(first_seq) {
+                last = Some((first_seq, path, bytes));
+                break;
+            }
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let torn_dir = dir.join("torn");
+            fs::create_dir_all(&torn_dir).map_err(io("create", &torn_dir))?;
+            let saved_as = format!("{name}-header.bin");
+            fs::rename(&path, torn_dir.join(&saved_as)).map_err(io("move aside", &path))?;
+            sync_dir(dir)?;
+            tracing::error!(segment = %name, "journal segment with a damaged header moved aside");
+            internal.push(JournalEvent::TailCut {
+                segment: name,
+                offset: 0,
+                bytes: bytes.len() as u64,
+                reason: format!("segment header is not OTGJRNL1 with first seq {first_seq}"),
+                saved_as,
+            });
+            segments.pop();
         }
+        let (first_seq, segment_path, bytes) = match last {
+            Some(last) => last,
+            None => {
+                let path = dir.join(record::segment_name(1));
+                create_segment(&path, 1)?;
+                sync_dir(dir)?;
+                segments.push((1, path.clone()));
+                internal.insert(
+                    0,
+                    JournalEvent::Created {
+                        public_key: hex::encode(key.verifying_key().as_bytes()),
+                        key_id: key_id.clone(),
+                    },
+                );
+                (1, path, record::segment_header(1).to_vec())
+            }
+        };
         let found = scan(&bytes, first_seq);
         if let Some(reason) = &found.failure {
             let cut = bytes.get(found.valid_len as usize..).unwrap_or_default();

@@ -175,6 +175,8 @@ fn views_signature(views: &[Arc<dyn View>]) -> Vec<u8> {
 
 impl State {
     /// Open the appliance's state with every registered view ([`registry::appliance_views`]).
+    /// Blocking (sled, and a journal append if it rebuilds): call it at startup or from
+    /// `spawn_blocking`.
     pub fn open(data_dir: &DataDir, journal: &Journal) -> Result<State, StateError> {
         Self::open_with_views(data_dir, journal, registry::appliance_views())
     }

@@ -530,3 +530,81 @@ fn live_capture_on_a_veth_pair_decodes_a_replayed_capture_and_never_transmits() 
     assert_eq!(summary["stats"]["modbus_functions"]["15"], 16, "{summary}");
     assert_eq!(tx(), tx_before, "the capture interface transmitted");
 }
+
+/// Zeek's DNP3 logs (`zeek_baselines/dnp3.*.dnp3.log`) as a second oracle: per capture, the
+/// requests Zeek logged (by function name; CONFIRMs, which Zeek does not log on their own, left
+/// out), the number of replies, and the internal indications of the replies.
+#[test]
+fn dnp3_requests_replies_and_iin_match_zeek_logs() {
+    let Some(dir) = pcaps_dir() else {
+        eprintln!("\n\n*** SKIPPED: shared/pcaps not found ***\n\n");
+        return;
+    };
+    let mut compared = 0;
+    for entry in std::fs::read_dir(dir.join("zeek_baselines")).unwrap() {
+        let log = entry.unwrap().path();
+        let name = log.file_name().unwrap().to_str().unwrap().to_string();
+        let Some(trace) = name
+            .strip_prefix("dnp3.")
+            .and_then(|n| n.strip_suffix(".dnp3.log"))
+        else {
+            continue;
+        };
+        let pcap = [
+            dir.join(format!("dnp3/iti_bro_{trace}.pcap")),
+            dir.join(format!("dnp3/zeek_{trace}.pcap")),
+        ]
+        .into_iter()
+        .find(|p| p.exists());
+        let Some(pcap) = pcap else { continue };
+        let mut zeek_requests = Vec::new();
+        let mut zeek_replies = 0;
+        let mut zeek_iin = Vec::new();
+        for line in std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+        {
+            let f: Vec<&str> = line.split('\t').collect();
+            if f[6] != "-" {
+                zeek_requests.push(f[6].to_string());
+            }
+            if f[7] != "-" {
+                zeek_replies += 1;
+                zeek_iin.push(f[8].parse::<u16>().unwrap());
+            }
+        }
+        let mut monitor = Monitor::new(Detector::new());
+        let mut requests = Vec::new();
+        let mut replies = 0;
+        let mut iin = Vec::new();
+        let mut sink = |o: &Observation<'_>| {
+            if let Observation::Dnp3(_, f) = o {
+                match f.iin {
+                    None if f.function_code != 0 => {
+                        requests.push(f.function.unwrap_or("?").to_ascii_uppercase())
+                    }
+                    None => {}
+                    Some(i) => {
+                        replies += 1;
+                        // Zeek reads IIN1 as the high byte.
+                        iin.push(i.swap_bytes());
+                    }
+                }
+            }
+        };
+        inspect_file(&pcap, &mut monitor, &mut sink, None).unwrap();
+        zeek_requests.sort();
+        requests.sort();
+        zeek_iin.sort();
+        iin.sort();
+        assert_eq!(requests, zeek_requests, "{name}: requests");
+        assert_eq!(replies, zeek_replies, "{name}: replies");
+        assert_eq!(iin, zeek_iin, "{name}: IIN");
+        compared += 1;
+    }
+    assert!(
+        compared >= 10,
+        "only {compared} Zeek logs had their capture"
+    );
+}
