@@ -489,3 +489,108 @@ mod through_the_daemon {
         drop(runtime);
     }
 }
+
+/// An OT supervisor (sue) kills a live session at the console; the session closes and both the kill
+/// and the session's end are journaled. An IT identity cannot kill.
+mod kill_at_the_console {
+    use std::time::Duration;
+
+    use otgate::sim::plc::{self, PlcConfig};
+    use otgate_tests::appliance::{describe, saturday_morning, TestAppliance, PLANT_POLICY};
+
+    #[test]
+    fn a_supervisor_kills_a_live_session() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let plc = runtime
+            .block_on(plc::spawn(
+                "127.0.0.1:0".parse().unwrap(),
+                PlcConfig::default(),
+            ))
+            .unwrap();
+        let policy = PLANT_POLICY
+            .replace("10.10.3.11:502", &plc.local_addr().to_string())
+            .replace(
+                r#"networks = ["10.10.3.0/24"]"#,
+                r#"networks = ["10.10.3.0/24", "127.0.0.0/8"]"#,
+            );
+        let mut appliance = TestAppliance::init(&policy);
+        appliance.start(Some(saturday_morning()));
+        let totp = appliance.totp("alice");
+        let out = appliance.request(
+            "alice",
+            &[
+                "--target",
+                "line3-plc",
+                "--op",
+                "read",
+                "--duration",
+                "10m",
+                "--ticket",
+                "CHG-1234",
+                "--reason",
+                "look",
+                "--totp",
+                &totp,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let code = appliance.totp("sam");
+        let out = appliance.otgate(&["approve", "R-0001", "--as", "sam", "--totp", &code]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+        let mut probe = appliance
+            .open_session("alice", "G-0001", "line3-plc")
+            .unwrap();
+        probe.send(&[0, 1, 0, 0, 0, 6, 1, 3, 0, 0, 0, 1]).unwrap();
+        // The session is listed as live once its recording exists.
+        let mut id = String::new();
+        for _ in 0..100 {
+            let out = appliance.otgate(&["sessions", "--live", "--json"]);
+            if let Some(line) = String::from_utf8_lossy(&out.stdout).lines().next() {
+                let session: serde_json::Value = serde_json::from_str(line).unwrap();
+                id = session["session_id"].as_str().unwrap().to_owned();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!id.is_empty(), "no live session listed");
+
+        let out = appliance.otgate(&["sessions", "kill", &id, "--as", "alice", "--totp", "123456"]);
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        // sue, not sam: sam's TOTP code of this 30-second step was spent on the approval.
+        let code = appliance.totp("sue");
+        let out = appliance.otgate(&["sessions", "kill", &id, "--as", "sue", "--totp", &code]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert!(
+            probe.closed_within(Duration::from_secs(5)),
+            "the killed session stayed open"
+        );
+
+        // The session journals its own end just after it closes the stream.
+        let ended = |journal: &[(String, serde_json::Value)]| {
+            journal
+                .iter()
+                .any(|(k, e)| k == "session_ended" && e["reason"] == "killed")
+        };
+        let mut journal = appliance.journal();
+        for _ in 0..100 {
+            if ended(&journal) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            journal = appliance.journal();
+        }
+        assert!(journal
+            .iter()
+            .any(|(k, e)| k == "session_killed" && e["by"] == "sue"));
+        assert!(
+            ended(&journal),
+            "no session_ended (killed) in the journal: {journal:?}"
+        );
+        drop(runtime);
+    }
+}
