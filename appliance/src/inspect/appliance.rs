@@ -1,6 +1,7 @@
 //! Inspection on the appliance: what passive inspection takes from the appliance (the policy's
 //! asset addresses and the grant windows recorded in the journal, for `unauthorized_write`) and
-//! gives back (alerts, journaled as `InspectEvent::Alert`).
+//! gives back (alerts, journaled as `InspectEvent::Alert`). The policy is the one given on the
+//! command line (`--policy`) or else the appliance's active bundle (`bundles::load_active`).
 //!
 //! Grant windows are rebuilt from the journal's access records alone: a `request_submitted`
 //! record carries the asset and the granted scope, `grant_activated` opens the window (until its
@@ -107,10 +108,15 @@ pub fn grant_coverage(
     data_dir: &DataDir,
     policy: Option<&Policy>,
 ) -> anyhow::Result<Option<GrantWindows>> {
-    let Some(policy) = policy else {
-        return Ok(None);
-    };
-    coverage_from_journal(policy, &data_dir.journal_dir()).map(Some)
+    if let Some(policy) = policy {
+        return coverage_from_journal(policy, &data_dir.journal_dir()).map(Some);
+    }
+    let active = crate::bundles::load_active(data_dir)
+        .context("cannot load the appliance's active policy bundle")?;
+    match active {
+        Some(active) => coverage_from_journal(&active.policy, &data_dir.journal_dir()).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Append each alert to the data directory's journal as `InspectEvent::Alert` (durable when
