@@ -208,9 +208,9 @@ async fn refusals_carry_a_code_and_bad_lines_an_error() {
             panic!("{e}")
         };
         assert_eq!(e.code, "not_found");
-        let e = c.call("sessions.list", json!(null)).unwrap_err();
+        let e = c.call("nosuch.list", json!(null)).unwrap_err();
         assert!(
-            e.to_string().contains("unknown method sessions.list"),
+            e.to_string().contains("unknown method nosuch.list"),
             "{e}"
         );
     })
