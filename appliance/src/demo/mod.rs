@@ -147,7 +147,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     Ok(summary)
 }
 
-/// The next Saturday 07:00 in Berlin (the sample plant's timezone) after `now`.
+/// Saturday 07:00 in Berlin (the sample plant's timezone) of the week of `now`: today if it
+/// is Saturday, else the coming one. The demo's plant clock starts there, inside the weekend
+/// maintenance window.
 fn next_saturday_morning(now: DateTime<Utc>) -> DateTime<Utc> {
     let berlin = chrono_tz::Europe::Berlin;
     let local = now.with_timezone(&berlin).date_naive();
@@ -917,7 +919,7 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         let at = next_saturday_morning(summer).with_timezone(&chrono_tz::Europe::Berlin);
-        assert_eq!(at.to_rfc3339(), "2026-07-11T07:00:00+02:00");
+        assert_eq!(at.to_rfc3339(), "2026-07-04T07:00:00+02:00");
     }
 
     #[test]
