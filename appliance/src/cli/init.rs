@@ -81,13 +81,16 @@ pub struct ItSideConfig {
     pub tls_names: Vec<String>,
 }
 
-/// `[journal]` in `appliance.toml`.
+/// `[journal]` in `appliance.toml`, under the names the journal reads (`journal::config`, which
+/// also accepts `segment_size`, `checkpoint_every_records` and `checkpoint_every`, and is the one
+/// that refuses unknown keys there).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct JournalSettings {
     /// The most the journal may use on disk, in bytes.
+    #[serde(rename = "budget")]
     pub budget_bytes: u64,
     /// The part of the budget kept for denials and break-glass, in bytes.
+    #[serde(rename = "reserve")]
     pub reserve_bytes: u64,
 }
 
@@ -337,6 +340,18 @@ fn append_with_key(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_written_journal_settings_are_what_the_journal_reads() {
+        let config = super::ApplianceConfig::defaults(
+            "127.0.0.1:8443".parse().unwrap(),
+            vec!["localhost".into()],
+        );
+        let text = config.render().unwrap();
+        let journal = crate::journal::JournalConfig::from_toml(&text).unwrap();
+        assert_eq!(journal.budget_bytes, 4 << 30);
+        assert_eq!(journal.reserve_bytes, 64 << 20);
+    }
+
     use super::*;
     use crate::journal::read::JournalReader;
 

@@ -257,9 +257,10 @@ pub async fn run(
     let data_dir = config.data_dir.clone();
     let key = crate::journal::keys::load_appliance_key(&data_dir.appliance_key())
         .map_err(|e| DaemonError::Key(e.to_string()))?;
+    // The `[journal]` settings of appliance.toml (budget, reserve, segments, checkpoints).
     let journal_config = JournalConfig {
         clock: Arc::clone(&clock),
-        ..JournalConfig::default()
+        ..JournalConfig::load(&data_dir).map_err(|e| DaemonError::Journal(e.to_string()))?
     };
     let journal = Journal::open(&data_dir.journal_dir(), key, journal_config)
         .map_err(|e| DaemonError::Journal(e.to_string()))?;
