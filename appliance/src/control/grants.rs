@@ -153,6 +153,27 @@ async fn authenticate(
     acting: &Acting,
     action: &str,
 ) -> Result<String, ControlError> {
+    let purpose = format!("{action} {}", acting.id);
+    console_login(
+        app,
+        &acting.actor,
+        acting.password.clone(),
+        acting.totp.clone(),
+        purpose,
+    )
+    .await
+}
+
+/// Authenticate OT person `actor` at the console against the OT store for `purpose`, journaling
+/// the outcome either way (failures into the reserve); their identity. Every console action of
+/// every concern goes through here.
+pub(crate) async fn console_login(
+    app: &Arc<Appliance>,
+    actor: &str,
+    password: Option<String>,
+    totp: Option<String>,
+    purpose: String,
+) -> Result<String, ControlError> {
     use crate::journal::event::{AuthEvent, Event};
     use crate::stores::Zone;
     let Some(store) = app.ot_store.clone() else {
@@ -162,11 +183,7 @@ async fn authenticate(
         );
     };
     let now = app.clock.now_utc();
-    let (user, password, totp) = (
-        acting.actor.clone(),
-        acting.password.clone(),
-        acting.totp.clone(),
-    );
+    let user = actor.to_owned();
     let outcome = tokio::task::spawn_blocking(move || {
         store.authenticate(&user, password.as_deref(), totp.as_deref(), now)
     })
@@ -179,7 +196,7 @@ async fn authenticate(
                 zone: Zone::Ot,
                 method: principal.factors().method().to_owned(),
                 source: "console".to_owned(),
-                purpose: format!("{action} {}", acting.id),
+                purpose,
             };
             app.journal
                 .append(Event::Auth(event))
@@ -189,7 +206,7 @@ async fn authenticate(
         }
         Err(e) => {
             let event = AuthEvent::LoginFailed {
-                identity: acting.actor.clone(),
+                identity: actor.to_owned(),
                 zone: Zone::Ot,
                 reason: e.reason_code().to_owned(),
                 source: "console".to_owned(),
@@ -199,15 +216,14 @@ async fn authenticate(
                 .await
                 .map_err(|e| ControlError::internal(e.to_string()))?;
             let policy = app.policy();
-            let message = if policy.it_identity(&acting.actor).is_some()
-                && policy.ot_identity(&acting.actor).is_none()
+            let message = if policy.it_identity(actor).is_some()
+                && policy.ot_identity(actor).is_none()
             {
                 format!(
-                    "{} is an IT identity: only OT identities approve, deny, revoke or sign off",
-                    acting.actor
+                    "{actor} is an IT identity: only OT identities approve, deny, revoke, sign off or kill sessions"
                 )
             } else {
-                format!("cannot authenticate {} at the console: {e}", acting.actor)
+                format!("cannot authenticate {actor} at the console: {e}")
             };
             Err(ControlError::new("unauthenticated", message)
                 .with_hint("give your OT password (--password-stdin) and/or current --totp code"))

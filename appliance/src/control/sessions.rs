@@ -14,8 +14,7 @@ use serde_json::Value;
 use super::{params, ControlError};
 use crate::broker::modbus::live;
 use crate::daemon::Appliance;
-use crate::journal::event::{AuthEvent, Event, SessionEvent};
-use crate::stores::Zone;
+use crate::journal::event::{Event, SessionEvent};
 
 /// An OT person killing a session, with their second factor.
 #[derive(Debug, Deserialize)]
@@ -67,52 +66,15 @@ pub async fn handle(app: &Arc<Appliance>, method: &str, p: Value) -> Result<Valu
 
 /// Authenticate the OT person killing the session (journaled either way).
 async fn authenticate(app: &Arc<Appliance>, kill: &Kill) -> Result<String, ControlError> {
-    let Some(store) = app.ot_store.clone() else {
-        return Err(
-            ControlError::new("unauthenticated", "the OT store is not available")
-                .with_hint("check the daemon's log; the OT store opens at start"),
-        );
-    };
-    let now = app.clock.now_utc();
-    let (user, password, totp) = (kill.actor.clone(), kill.password.clone(), kill.totp.clone());
-    let outcome = tokio::task::spawn_blocking(move || {
-        store.authenticate(&user, password.as_deref(), totp.as_deref(), now)
-    })
+    let purpose = format!("kill {}", kill.id);
+    super::grants::console_login(
+        app,
+        &kill.actor,
+        kill.password.clone(),
+        kill.totp.clone(),
+        purpose,
+    )
     .await
-    .map_err(|e| ControlError::internal(e.to_string()))?;
-    match outcome {
-        Ok(principal) => {
-            let event = AuthEvent::LoginSucceeded {
-                identity: principal.id().to_owned(),
-                zone: Zone::Ot,
-                method: principal.factors().method().to_owned(),
-                source: "console".to_owned(),
-                purpose: format!("kill {}", kill.id),
-            };
-            app.journal
-                .append(Event::Auth(event))
-                .await
-                .map_err(|e| ControlError::internal(e.to_string()))?;
-            Ok(principal.id().to_owned())
-        }
-        Err(e) => {
-            let event = AuthEvent::LoginFailed {
-                identity: kill.actor.clone(),
-                zone: Zone::Ot,
-                reason: e.reason_code().to_owned(),
-                source: "console".to_owned(),
-            };
-            app.journal
-                .append_reserved(Event::Auth(event))
-                .await
-                .map_err(|e| ControlError::internal(e.to_string()))?;
-            Err(ControlError::new(
-                "unauthenticated",
-                format!("cannot authenticate {} at the console: {e}", kill.actor),
-            )
-            .with_hint("give your OT password (--password-stdin) and/or current --totp code"))
-        }
-    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ControlError> {
