@@ -123,6 +123,7 @@ pub fn summaries(dir: &std::path::Path) -> anyhow::Result<Vec<SessionSummary>> {
                     Decision::Forwarded => summary.forwarded += 1,
                     Decision::Refused => summary.refused += 1,
                 },
+                RecordLine::Dropped { .. } => {}
                 RecordLine::End {
                     ended_at, reason, ..
                 } => {

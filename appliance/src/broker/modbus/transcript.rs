@@ -34,6 +34,9 @@ pub fn line(record: &RecordLine) -> String {
             )
         }
         RecordLine::Transaction(tx) => transaction(tx),
+        RecordLine::Dropped { lines } => format!(
+            "... {lines} transaction(s) not recorded here (the recording could not keep up; the journal has them)"
+        ),
         RecordLine::End {
             ended_at,
             reason,
