@@ -303,6 +303,12 @@ pub async fn run(
     });
     let tls = it_side::load_tls(&app)?;
     let mut tasks = tokio::task::JoinSet::new();
+    // Sessions an abrupt stop cut (started before this run, never ended) are journaled as ended.
+    let head_before_sessions = app.journal.head().seq;
+    tasks.spawn(crate::broker::modbus::history::close_unclean_at_start(
+        app.journal.clone(),
+        head_before_sessions,
+    ));
     tasks.spawn(Arc::clone(&grants).run_expiry(shutdown.clone()));
     tasks.spawn(keep_state_current(state, shutdown.clone()));
     tasks.spawn(crate::control::serve(
