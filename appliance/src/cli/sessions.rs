@@ -114,9 +114,9 @@ impl SessionSummary {
         };
         let end_reason = match (&session.end_reason, state) {
             (Some(reason), _) => Some(reason.to_string()),
-            (None, SessionState::EndedUnclean) => Some(
-                "ended (unclean): the appliance stopped before the session ended".to_owned(),
-            ),
+            (None, SessionState::EndedUnclean) => {
+                Some("ended (unclean): the appliance stopped before the session ended".to_owned())
+            }
             (None, _) => None,
         };
         Self {

@@ -152,6 +152,12 @@ out["write_outside_exception"] = getattr(e, "exception_code", None)
 e = c.write_registers(198, [5, 5, 5, 5], device_id=1)
 out["write_straddling_exception"] = getattr(e, "exception_code", None)
 time.sleep(wait)
+# Disconnected means the broker closed the TCP connection: end of stream (or a reset).
+try:
+    c.socket.settimeout(2)
+    out["peer_closed"] = c.socket.recv(1) == b""
+except Exception as ex:
+    out["peer_closed"] = type(ex).__name__
 try:
     r = c.read_holding_registers(10, count=1, device_id=1)
     out["after_window"] = "error" if r.isError() else "ok"
@@ -159,6 +165,14 @@ except Exception as ex:
     out["after_window"] = "disconnected (" + type(ex).__name__ + ")"
 print(json.dumps(out))
 "#;
+
+/// The client's socket saw the broker close the connection (end of stream, or a reset).
+fn assert_disconnected(peer_closed: &serde_json::Value) {
+    assert!(
+        *peer_closed == serde_json::json!(true) || *peer_closed == "ConnectionResetError",
+        "the client was not disconnected after the window: peer_closed = {peer_closed}"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymodbus_reads_writes_inside_is_refused_outside_and_is_cut_at_the_window_end() {
@@ -181,6 +195,7 @@ async fn pymodbus_reads_writes_inside_is_refused_outside_and_is_cut_at_the_windo
     assert_eq!(out["write_outside_exception"], 2, "{out}");
     assert_eq!(out["write_straddling_exception"], 2, "{out}");
     assert_ne!(out["after_window"], "ok", "{out}");
+    assert_disconnected(&out["peer_closed"]);
     assert_eq!(b.plc.holding_register(150), Some(11));
     assert_eq!(b.plc.holding_register(151), Some(12));
     assert_eq!(b.plc.holding_register(250), Some(0));
@@ -315,9 +330,16 @@ async fn mbpoll_polling_is_disconnected_when_the_window_ends() {
         String::from_utf8_lossy(&output.stderr)
     );
     // mbpoll's stdout is block-buffered into the pipe and lost on kill; its errors are not.
+    // A transport error (not a Modbus exception) says the connection itself was closed.
     assert!(
-        said.contains("failed"),
-        "polls went on passing after the window ended: {said}"
+        [
+            "failed: Connection reset by peer",
+            "failed: Broken pipe",
+            "failed: Connection refused"
+        ]
+        .iter()
+        .any(|e| said.contains(e)),
+        "mbpoll was not disconnected after the window ended: {said}"
     );
     let events = b.session_events();
     let forwarded = events
@@ -442,6 +464,7 @@ mod through_the_daemon {
         assert_eq!(result["write_outside_exception"], 2, "{result}");
         assert_eq!(result["write_straddling_exception"], 2, "{result}");
         assert_ne!(result["after_window"], "ok", "{result}");
+        super::assert_disconnected(&result["peer_closed"]);
         assert_eq!(plc.holding_register(150), Some(11));
         assert_eq!(plc.holding_register(250), Some(0));
         assert_eq!(plc.holding_register(198), Some(0));
@@ -608,7 +631,11 @@ mod crash_cut_session {
     fn daemon_pid(data_dir: &std::path::Path) -> Option<u32> {
         let wanted = data_dir.to_string_lossy().into_owned();
         for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
                 continue;
             };
             let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
@@ -639,8 +666,7 @@ mod crash_cut_session {
     }
 
     #[test]
-    fn a_session_cut_by_a_killed_daemon_is_never_shown_live_and_its_end_is_journaled_at_restart()
-    {
+    fn a_session_cut_by_a_killed_daemon_is_never_shown_live_and_its_end_is_journaled_at_restart() {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -723,7 +749,9 @@ mod crash_cut_session {
             journal
                 .iter()
                 .filter(|(k, e)| {
-                    k == "session_ended" && e["session_id"] == id.as_str() && e["reason"] == "unclean"
+                    k == "session_ended"
+                        && e["session_id"] == id.as_str()
+                        && e["reason"] == "unclean"
                 })
                 .count()
         };

@@ -83,7 +83,9 @@ pub fn journaled_sessions(
                     session.refused += 1;
                 }
             }
-            SessionEvent::SessionEnded { subject, reason, .. } => {
+            SessionEvent::SessionEnded {
+                subject, reason, ..
+            } => {
                 if let Some(session) = find(&mut sessions, &index, &subject.session_id) {
                     session.ended_at = Some(record.wall_time);
                     session.end_reason = Some(reason);
@@ -126,13 +128,12 @@ pub enum HistoryError {
 /// before any session can start, so no session of this run is touched. Returns the ids closed.
 pub async fn close_unclean(journal: &Journal, up_to_seq: u64) -> Result<Vec<String>, HistoryError> {
     let dir = journal.dir().to_path_buf();
-    let sessions =
-        tokio::task::spawn_blocking(move || journaled_sessions(&dir, Some(up_to_seq)))
-            .await
-            .map_err(|e| ReadError::Io {
-                path: journal.dir().to_path_buf(),
-                source: std::io::Error::other(e.to_string()),
-            })??;
+    let sessions = tokio::task::spawn_blocking(move || journaled_sessions(&dir, Some(up_to_seq)))
+        .await
+        .map_err(|e| ReadError::Io {
+            path: journal.dir().to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
     let mut closed = Vec::new();
     for session in sessions.into_iter().filter(|s| s.end_reason.is_none()) {
         let session_id = session.subject.session_id.clone();
@@ -165,7 +166,10 @@ pub async fn close_unclean(journal: &Journal, up_to_seq: u64) -> Result<Vec<Stri
 pub async fn close_unclean_at_start(journal: Journal, up_to_seq: u64) {
     match close_unclean(&journal, up_to_seq).await {
         Ok(closed) if !closed.is_empty() => {
-            tracing::info!(count = closed.len(), "sessions cut by an abrupt stop journaled as ended");
+            tracing::info!(
+                count = closed.len(),
+                "sessions cut by an abrupt stop journaled as ended"
+            );
         }
         Ok(_) => {}
         Err(error) => {

@@ -69,6 +69,8 @@ struct Options {
     idle: Duration,
     upstream_timeout: Duration,
     upstream: Option<SocketAddr>,
+    /// The unit ids the asset answers to.
+    unit_ids: Vec<u8>,
 }
 
 impl Default for Options {
@@ -79,6 +81,7 @@ impl Default for Options {
             idle: Duration::from_secs(600),
             upstream_timeout: Duration::from_secs(5),
             upstream: None,
+            unit_ids: vec![1],
         }
     }
 }
@@ -102,7 +105,7 @@ async fn start(options: Options) -> Harness {
         identity: "alice".into(),
         asset_id: "line3-plc".into(),
         upstream: options.upstream.unwrap_or(plc.local_addr()),
-        unit_ids: vec![1],
+        unit_ids: options.unit_ids,
         scope: options.scope,
         journal: journal.clone(),
         recordings: dir.path().join("sessions"),
@@ -357,6 +360,77 @@ async fn a_unit_the_grant_lacks_gets_0a() {
     drop(h.client.take());
     let (_, events, _) = h.finish().await;
     assert_eq!(refused(&events), vec![(3, 0x0A)]);
+}
+
+#[tokio::test]
+async fn a_unit_of_the_asset_that_the_grant_does_not_name_gets_01() {
+    // The asset answers units 1 and 2; the grant names unit 1 only.
+    let mut h = start(Options {
+        unit_ids: vec![1, 2],
+        ..Options::default()
+    })
+    .await;
+    let client = h.raw();
+    client
+        .write_all(&frame(1, 2, &[0x03, 0x00, 0x00, 0x00, 0x01]))
+        .await
+        .unwrap();
+    assert_eq!(read_frame(client).await, frame(1, 2, &[0x83, 0x01]));
+    // The session goes on: unit 1 still passes.
+    client
+        .write_all(&frame(2, 1, &[0x03, 0x00, 0x00, 0x00, 0x01]))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_frame(client).await,
+        frame(2, 1, &[0x03, 0x02, 0x00, 0x00])
+    );
+    assert_eq!(h.plc.requests_served(), 1);
+    drop(h.client.take());
+    let (_, events, lines) = h.finish().await;
+    assert_eq!(refused(&events), vec![(3, 0x01)]);
+    let reason = events.iter().find_map(|e| match e {
+        SessionEvent::OperationRefused { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(
+        reason.as_deref().is_some_and(|r| r.contains("unit id 2")),
+        "{reason:?}"
+    );
+    assert!(matches!(lines.last(), Some(RecordLine::End { .. })));
+}
+
+#[tokio::test]
+async fn a_client_that_floods_and_never_reads_is_held_back_not_buffered() {
+    let mut h = start(Options {
+        idle: Duration::from_millis(500),
+        ..Options::default()
+    })
+    .await;
+    // Keep sending reads (each answer 7 + 4 bytes) and never read an answer: the session stops
+    // taking requests once its backlog for the client is full and TCP pushes back on us. What
+    // it took is bounded by the client backlog plus the socket buffers, never by what we send.
+    let request = frame(1, 1, &[0x03, 0x00, 0x00, 0x00, 0x01]);
+    let mut sent = 0usize;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(300), h.raw().write_all(&request)).await {
+            Ok(Ok(())) => sent += 1,
+            Ok(Err(_)) | Err(_) => break,
+        }
+        assert!(sent < 10_000_000, "the session never pushed back");
+    }
+    let served = h.plc.requests_served();
+    assert!(served < sent as u64, "served {served} of {sent}");
+    // Now read everything: every request taken is answered, then the session idles out.
+    let (mut reader, writer) = h.client.take().unwrap().into_split();
+    let mut answers = Vec::new();
+    let _ = reader.read_to_end(&mut answers).await;
+    drop(writer);
+    let served = h.plc.requests_served();
+    let (outcome, events, _) = h.finish().await;
+    assert_eq!(outcome.forwarded, served);
+    assert_eq!(forwarded(&events) as u64, served);
+    assert_eq!(answers.len() as u64, served * 11);
 }
 
 #[tokio::test]
