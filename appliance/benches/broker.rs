@@ -363,13 +363,13 @@ async fn pipelined(target: Target<'_>, n: usize, window: usize) -> f64 {
     let sender = tokio::spawn(async move {
         for i in 0..total {
             if i >= window && rx.recv().await.is_none() {
-                return;
+                return None;
             }
             writer.write_all(&request_frame(i as u16, i)).await.unwrap();
         }
         // Keep the write side open until every answer is in.
-        let _ = rx.recv().await;
-        writer
+        while rx.recv().await.is_some() {}
+        Some(writer)
     });
     let mut started = Instant::now();
     let mut header = [0u8; 7];

@@ -402,35 +402,66 @@ async fn a_unit_of_the_asset_that_the_grant_does_not_name_gets_01() {
 
 #[tokio::test]
 async fn a_client_that_floods_and_never_reads_is_held_back_not_buffered() {
-    let mut h = start(Options {
-        idle: Duration::from_millis(500),
-        ..Options::default()
-    })
-    .await;
-    // Keep sending reads (each answer 7 + 4 bytes) and never read an answer: the session stops
-    // taking requests once its backlog for the client is full and TCP pushes back on us. What
-    // it took is bounded by the client backlog plus the socket buffers, never by what we send.
+    use super::session::{CLIENT_BACKLOG, CLIENT_BUFFER};
+    use super::upstream::MAX_IN_FLIGHT;
+    // An in-memory pipe of 1 KiB each way instead of TCP, so the bound is exact.
+    const PIPE: usize = 1024;
+    let plc = plc::spawn("127.0.0.1:0".parse().unwrap(), PlcConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open_for_tests(dir.path()).unwrap();
+    let (mut client, server) = tokio::io::duplex(PIPE);
+    let ctx = SessionContext {
+        session_id: "S-flood".into(),
+        grant_id: "g-1".into(),
+        identity: "alice".into(),
+        asset_id: "line3-plc".into(),
+        upstream: plc.local_addr(),
+        unit_ids: vec![1],
+        scope: maintenance_scope(&[]),
+        journal: journal.clone(),
+        recordings: dir.path().join("sessions"),
+        cancel: CancellationToken::new(),
+        deadline: Instant::now() + Duration::from_secs(600),
+        idle_timeout: Duration::from_secs(600),
+        upstream_timeout: Duration::from_secs(5),
+    };
+    let session = tokio::spawn(run_session(server, ctx));
+    // Send reads (answer: 11 bytes each) and never read: once the session's backlog for the
+    // client is full it stops taking requests, and our writes stall.
     let request = frame(1, 1, &[0x03, 0x00, 0x00, 0x00, 0x01]);
-    let mut sent = 0usize;
-    loop {
-        match tokio::time::timeout(Duration::from_millis(300), h.raw().write_all(&request)).await {
-            Ok(Ok(())) => sent += 1,
-            Ok(Err(_)) | Err(_) => break,
-        }
-        assert!(sent < 10_000_000, "the session never pushed back");
+    let mut sent = 0u64;
+    while let Ok(Ok(())) =
+        tokio::time::timeout(Duration::from_millis(500), client.write_all(&request)).await
+    {
+        sent += 1;
+        assert!(sent < 1_000_000, "the session never pushed back");
     }
-    let served = h.plc.requests_served();
-    assert!(served < sent as u64, "served {served} of {sent}");
-    // Now read everything: every request taken is answered, then the session idles out.
-    let (mut reader, writer) = h.client.take().unwrap().into_split();
+    let served = plc.requests_served();
+    // Taken at most: what fits in the backlog and the pipe as answers, plus what waits.
+    let bound = ((CLIENT_BACKLOG + 260 + PIPE) / 11 + MAX_IN_FLIGHT + 1) as u64;
+    assert!(served <= bound, "{served} requests taken, bound {bound}");
+    assert!(
+        sent <= served + ((CLIENT_BUFFER + PIPE) / 12 + 1) as u64 + 1,
+        "{sent} sent, {served} served"
+    );
+    // Read everything back, then leave: every request taken was answered.
     let mut answers = Vec::new();
-    let _ = reader.read_to_end(&mut answers).await;
-    drop(writer);
-    let served = h.plc.requests_served();
-    let (outcome, events, _) = h.finish().await;
-    assert_eq!(outcome.forwarded, served);
-    assert_eq!(forwarded(&events) as u64, served);
-    assert_eq!(answers.len() as u64, served * 11);
+    let reading = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout(Duration::from_millis(500), client.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => answers.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+    };
+    reading.await;
+    drop(client);
+    let outcome = session.await.unwrap();
+    assert_eq!(outcome.forwarded, plc.requests_served());
+    assert_eq!(answers.len() as u64 / 11, outcome.forwarded);
 }
 
 #[tokio::test]
