@@ -645,7 +645,7 @@ mod crash_cut_session {
                 .split(|b| *b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            if args.iter().any(|a| a == "serve") && args.iter().any(|a| *a == wanted) {
+            if args.iter().any(|a| a == "serve") && args.contains(&wanted) {
                 return Some(pid);
             }
         }
