@@ -244,6 +244,21 @@ impl BrokerProcess {
     fn resident_kib(&self) -> u64 {
         resident_kib(&format!("/proc/{}/status", self.child.id()))
     }
+
+    /// CPU time (user + system) the broker process has used so far.
+    fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which ends with ')'): utime is the 12th, stime the 13th.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<u64> = after
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+        // USER_HZ is 100 on Linux.
+        Duration::from_millis(ticks * 10)
+    }
 }
 
 impl Drop for BrokerProcess {
@@ -511,9 +526,12 @@ async fn run(sizes: Sizes) {
         sizes.clients
     );
     for (name, target) in &targets {
+        let cpu = process.cpu();
         let tps = concurrent(*target, sizes.clients, sizes.tx_per_client).await;
+        let per_tx = us(process.cpu() - cpu)
+            / (sizes.clients * (sizes.tx_per_client + (sizes.tx_per_client / 10).max(5))) as f64;
         println!(
-            "throughput {} clients, sequential each  {name:<31} {tps:>9.0} tx/s  ratio {:.2}",
+            "throughput {} clients, sequential each  {name:<31} {tps:>9.0} tx/s  ratio {:.2}  broker CPU {per_tx:.1} us/tx",
             sizes.clients,
             tps / direct_tps
         );
@@ -525,9 +543,12 @@ async fn run(sizes: Sizes) {
         sizes.window
     );
     for (name, target) in &targets {
+        let cpu = process.cpu();
         let tps = pipelined(*target, sizes.pipelined_tx, sizes.window).await;
+        let per_tx =
+            us(process.cpu() - cpu) / (sizes.pipelined_tx + sizes.pipelined_tx / 10) as f64;
         println!(
-            "throughput 1 client, {} in flight     {name:<31} {tps:>9.0} tx/s  ratio {:.2}",
+            "throughput 1 client, {} in flight     {name:<31} {tps:>9.0} tx/s  ratio {:.2}  broker CPU {per_tx:.1} us/tx",
             sizes.window,
             tps / direct_pipe
         );

@@ -350,7 +350,7 @@ impl Session<'_> {
                         return reason;
                     }
                 }
-                () = tokio::time::sleep_until(idle_at), if open && waiting == 0 => {
+                () = tokio::time::sleep_until(idle_at), if open && journaling.is_empty() && self.upstream.in_flight() == 0 => {
                     return SessionEndReason::IdleTimeout;
                 }
                 written = writer.write(&self.out), if !self.out.is_empty() => match written {
