@@ -34,7 +34,9 @@ pub use model::{
     Targets, Validity, Zone,
 };
 pub use ops::{ModbusSpec, OperationError, OperationSpec, ScreenAccess};
-pub use parse::{parse, Diagnostic, DiagnosticKind, Diagnostics, Severity};
+pub use parse::{
+    canonical_json, parse, parse_canonical, Diagnostic, DiagnosticKind, Diagnostics, Severity,
+};
 pub use schedule::{Schedule, Window};
 pub use scope::{GrantScope, OpVerdict, Refusal, Refusal as ModbusRefusal, ScopeViolation};
 

@@ -22,8 +22,7 @@ use chrono_tz::Tz;
 use ed25519_dalek::VerifyingKey;
 use ipnet::IpNet;
 use regex::Regex;
-use serde::Deserialize;
-use toml::Spanned;
+use serde::{Deserialize, Serialize};
 
 use crate::ids::{AssetId, IdentityId, PanelId, RoleId, RuleId, ScheduleId, SegmentId, SiteId};
 use crate::model::{
@@ -237,60 +236,125 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 // ---------------------------------------------------------------------------------------------
-// Raw TOML shape.
+// Raw shape, shared by the TOML source and the canonical JSON form.
 
-type S = Spanned<String>;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
-    site: Spanned<RawSite>,
-    #[serde(default)]
-    validity: Option<Spanned<RawValidity>>,
-    #[serde(default)]
-    segments: Vec<Spanned<RawSegment>>,
-    #[serde(default)]
-    assets: Vec<Spanned<RawAsset>>,
-    #[serde(default)]
-    roles: Vec<Spanned<RawRole>>,
-    #[serde(default)]
-    identities: RawIdentities,
-    #[serde(default)]
-    schedules: Vec<Spanned<RawSchedule>>,
-    #[serde(default)]
-    rules: Vec<Spanned<RawRule>>,
-    #[serde(default)]
-    break_glass: Option<Spanned<RawBreakGlass>>,
+std::thread_local! {
+    /// Whether [`Sp`] reads its span from the deserializer (TOML) or has none (canonical JSON).
+    /// Set only by [`with_spans`] for the duration of one `toml::from_str` on this thread.
+    static READ_SPANS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-#[derive(Deserialize)]
+/// Run `f` with [`Sp`] reading spans (the TOML path), restoring the previous mode afterwards.
+fn with_spans<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            READ_SPANS.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(READ_SPANS.with(|r| r.replace(true)));
+    f()
+}
+
+/// A value and the byte range where the TOML source wrote it (empty for the canonical JSON
+/// form, which has no lines to point at: its diagnostics say line 1, column 1 and name the
+/// object instead). Serializes as the bare value, so the canonical form carries no positions.
+///
+/// Why not `toml::Spanned`: it can only be read from the TOML deserializer, and the canonical
+/// form is read with `serde_json` for speed (see [`parse_canonical`]).
+#[derive(Debug, Clone)]
+struct Sp<T> {
+    value: T,
+    span: Range<usize>,
+}
+
+impl<T> Sp<T> {
+    fn get_ref(&self) -> &T {
+        &self.value
+    }
+
+    fn span(&self) -> Range<usize> {
+        self.span.clone()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Sp<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if READ_SPANS.with(std::cell::Cell::get) {
+            let spanned = toml::Spanned::<T>::deserialize(deserializer)?;
+            let span = spanned.span();
+            Ok(Self {
+                value: spanned.into_inner(),
+                span,
+            })
+        } else {
+            T::deserialize(deserializer).map(|value| Self { value, span: 0..0 })
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for Sp<T> {
+    fn serialize<Z: serde::Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        self.value.serialize(serializer)
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+type S = Sp<String>;
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    site: Sp<RawSite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    validity: Option<Sp<RawValidity>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    segments: Vec<Sp<RawSegment>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    assets: Vec<Sp<RawAsset>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    roles: Vec<Sp<RawRole>>,
+    #[serde(default, skip_serializing_if = "RawIdentities::is_empty")]
+    identities: RawIdentities,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    schedules: Vec<Sp<RawSchedule>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rules: Vec<Sp<RawRule>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    break_glass: Option<Sp<RawBreakGlass>>,
+}
+
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawSite {
     id: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
     timezone: S,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawValidity {
     lifetime: S,
     offline_grace: S,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawSegment {
     id: S,
     zone: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     networks: Vec<S>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawAsset {
     id: S,
@@ -298,160 +362,166 @@ struct RawAsset {
     segment: S,
     address: S,
     protocol: S,
-    #[serde(default)]
-    unit_ids: Vec<Spanned<i64>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    unit_ids: Vec<Sp<i64>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     tags: Vec<S>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawRole {
     id: S,
     zone: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawIdentities {
-    #[serde(default)]
-    it: Vec<Spanned<RawIt>>,
-    #[serde(default)]
-    ot: Vec<Spanned<RawOt>>,
+impl RawIdentities {
+    fn is_empty(&self) -> bool {
+        self.it.is_empty() && self.ot.is_empty()
+    }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIdentities {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    it: Vec<Sp<RawIt>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ot: Vec<Sp<RawOt>>,
+}
+
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawIt {
     id: S,
     kind: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     organisation: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     roles: Vec<S>,
     public_key: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     expires: Option<S>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawOt {
     id: S,
     kind: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     roles: Vec<S>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawSchedule {
     id: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     timezone: Option<S>,
-    #[serde(default)]
-    weekly: Vec<Spanned<RawWeekly>>,
-    #[serde(default)]
-    dates: Vec<Spanned<RawDate>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    weekly: Vec<Sp<RawWeekly>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    dates: Vec<Sp<RawDate>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawWeekly {
-    days: Spanned<Vec<S>>,
+    days: Sp<Vec<S>>,
     from: S,
     to: S,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawDate {
     from: S,
     to: S,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
     id: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
-    roles: Spanned<Vec<S>>,
-    targets: Spanned<RawTargets>,
-    operations: Spanned<Vec<S>>,
-    #[serde(default)]
+    roles: Sp<Vec<S>>,
+    targets: Sp<RawTargets>,
+    operations: Sp<Vec<S>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     schedules: Vec<S>,
     max_duration: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     on_excess: Option<S>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     idle_timeout: Option<S>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     end_on_last_disconnect: bool,
-    approval: Spanned<RawApproval>,
-    #[serde(default)]
-    requirements: Option<Spanned<RawRequirements>>,
-    #[serde(default)]
+    approval: Sp<RawApproval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    requirements: Option<Sp<RawRequirements>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     revoke_on: Vec<S>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawTargets {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     assets: Vec<S>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     segments: Vec<S>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     tags: Vec<S>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawApproval {
     mode: S,
-    #[serde(default)]
-    require: Vec<Spanned<RawRoleCount>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    require: Vec<Sp<RawRoleCount>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     approvers: Vec<S>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoleCount {
     role: S,
-    count: Spanned<i64>,
+    count: Sp<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawRequirements {
-    #[serde(default)]
-    mfa: Option<Spanned<bool>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mfa: Option<Sp<bool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     ticket: Option<S>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sources: Vec<S>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawBreakGlass {
     rule: S,
-    #[serde(default)]
-    panels: Vec<Spanned<RawPanel>>,
-    sealed_codes: Spanned<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    panels: Vec<Sp<RawPanel>>,
+    sealed_codes: Sp<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawPanel {
     id: S,
@@ -694,14 +764,24 @@ fn parse_local(s: &str) -> Option<(NaiveDateTime, bool)> {
 /// found is returned (errors and warnings, in file order).
 pub fn parse(source: &str, file: &str) -> Result<Policy, Diagnostics> {
     let mut v = Validator::new(source, file);
-    let raw: RawPolicy = match toml::from_str(source) {
-        Ok(raw) => raw,
+    let raw = read_toml(&mut v, source)?;
+    finish(v, &raw)
+}
+
+/// Read the TOML source into the raw shape (with spans), or the syntax error.
+fn read_toml(v: &mut Validator<'_>, source: &str) -> Result<RawPolicy, Diagnostics> {
+    match with_spans(|| toml::from_str::<RawPolicy>(source)) {
+        Ok(raw) => Ok(raw),
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             v.error(&span, DiagnosticKind::Syntax(e.message().trim().to_owned()));
-            return Err(Diagnostics(v.diags));
+            Err(Diagnostics(std::mem::take(&mut v.diags)))
         }
-    };
+    }
+}
+
+/// Validate the raw shape and build the policy, or every problem found.
+fn finish(mut v: Validator<'_>, raw: &RawPolicy) -> Result<Policy, Diagnostics> {
     let policy = build(&mut v, raw);
     let mut diags = std::mem::take(&mut v.diags);
     diags.sort_by_key(|d| (d.line, d.column));
@@ -714,8 +794,68 @@ pub fn parse(source: &str, file: &str) -> Result<Policy, Diagnostics> {
     }
 }
 
-fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
-    let declared = Declared::of(&raw);
+/// The canonical form of a policy's TOML source: compact JSON with the same structure and
+/// names as the TOML (tables as objects, arrays of tables as arrays), fields in a fixed order,
+/// empty optional fields left out, no comments and no positions. One meaning has one canonical
+/// form, and [`parse_canonical`] reads it an order of magnitude faster than TOML, which is why
+/// signed bundles carry it (`docs/bundle-format.md`).
+///
+/// Checks the TOML's syntax and shape only (every problem with line and column); whether the
+/// policy is valid is [`parse`]'s question, which `otgate authority sign` asks first.
+pub fn canonical_json(source: &str, file: &str) -> Result<Vec<u8>, Diagnostics> {
+    let mut v = Validator::new(source, file);
+    let raw = read_toml(&mut v, source)?;
+    serde_json::to_vec(&raw).map_err(|e| {
+        Diagnostics(vec![Diagnostic {
+            file: file.to_owned(),
+            line: 1,
+            column: 1,
+            severity: Severity::Error,
+            kind: DiagnosticKind::Syntax(format!("cannot write the canonical form: {e}")),
+        }])
+    })
+}
+
+/// Parse and validate a policy in its canonical form ([`canonical_json`]), with exactly the
+/// validation of [`parse`]. Input that is valid JSON but not the canonical encoding of what it
+/// holds (other field order, whitespace, an empty list written out, ...) is refused, so a policy
+/// has one encoding. Diagnostics have no line to point at (they say 1:1) and name the object.
+pub fn parse_canonical(bytes: &[u8], file: &str) -> Result<Policy, Diagnostics> {
+    let v = Validator::new("", file);
+    let syntax = |line: usize, column: usize, message: String| {
+        Diagnostics(vec![Diagnostic {
+            file: file.to_owned(),
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            column: u32::try_from(column).unwrap_or(u32::MAX),
+            severity: Severity::Error,
+            kind: DiagnosticKind::Syntax(message),
+        }])
+    };
+    let raw: RawPolicy = serde_json::from_slice(bytes)
+        .map_err(|e| syntax(e.line(), e.column(), format!("canonical policy: {e}")))?;
+    let again =
+        serde_json::to_vec(&raw).map_err(|e| syntax(1, 1, format!("canonical policy: {e}")))?;
+    if again != bytes {
+        let at = again
+            .iter()
+            .zip(bytes)
+            .position(|(a, b)| a != b)
+            .unwrap_or(again.len().min(bytes.len()));
+        return Err(syntax(
+            1,
+            at + 1,
+            format!(
+                "the policy is not in canonical form (it differs from its canonical encoding at byte {at}; {} bytes given, {} canonical)",
+                bytes.len(),
+                again.len()
+            ),
+        ));
+    }
+    finish(v, &raw)
+}
+
+fn build(v: &mut Validator<'_>, raw: &RawPolicy) -> Option<Policy> {
+    let declared = Declared::of(raw);
     // Site.
     let site_raw = raw.site.get_ref();
     let mut site_ids = HashMap::new();
@@ -1442,7 +1582,7 @@ fn zone_name(z: Zone) -> &'static str {
 #[allow(clippy::too_many_arguments)]
 fn build_rule(
     v: &mut Validator<'_>,
-    raw: &Spanned<RawRule>,
+    raw: &Sp<RawRule>,
     seen: &mut HashMap<String, u32>,
     reach: &Reach<'_>,
     segments: &[Segment],
