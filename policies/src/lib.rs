@@ -15,6 +15,7 @@
 pub mod decide;
 pub mod dnp3;
 pub mod duration_serde;
+pub mod fasthash;
 pub mod ids;
 pub mod modbus;
 pub mod model;

@@ -11,7 +11,7 @@
 //!
 //! No I/O: the caller reads the file and passes its text and name. Never panics on any input.
 
-use std::collections::{HashMap, HashSet};
+use crate::fasthash::{FastMap, FastSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -619,7 +619,7 @@ impl<'a> Validator<'a> {
     }
 
     /// Check an id's characters and uniqueness among `seen`.
-    fn id(&mut self, value: &S, what: &'static str, seen: &mut HashMap<String, u32>) -> bool {
+    fn id(&mut self, value: &S, what: &'static str, seen: &mut FastMap<String, u32>) -> bool {
         let id = value.get_ref();
         let good = !id.is_empty()
             && id.len() <= 64
@@ -833,32 +833,57 @@ pub fn parse_canonical(bytes: &[u8], file: &str) -> Result<Policy, Diagnostics> 
     };
     let raw: RawPolicy = serde_json::from_slice(bytes)
         .map_err(|e| syntax(e.line(), e.column(), format!("canonical policy: {e}")))?;
-    let again =
-        serde_json::to_vec(&raw).map_err(|e| syntax(1, 1, format!("canonical policy: {e}")))?;
-    if again != bytes {
-        let at = again
-            .iter()
-            .zip(bytes)
-            .position(|(a, b)| a != b)
-            .unwrap_or(again.len().min(bytes.len()));
+    // Encode again, comparing as it goes instead of allocating a second copy.
+    let mut compare = CompareWriter {
+        expected: bytes,
+        at: 0,
+        differs: false,
+    };
+    let encoded = serde_json::to_writer(&mut compare, &raw);
+    if compare.differs || encoded.is_err() || compare.at != bytes.len() {
+        let at = compare.at;
         return Err(syntax(
             1,
             at + 1,
             format!(
-                "the policy is not in canonical form (it differs from its canonical encoding at byte {at}; {} bytes given, {} canonical)",
-                bytes.len(),
-                again.len()
+                "the policy is not in canonical form (it differs from its canonical encoding at byte {at} of {})",
+                bytes.len()
             ),
         ));
     }
     finish(v, &raw)
 }
 
+/// A writer that checks that what is written is exactly `expected`, stopping at the first
+/// difference (its offset is `at`).
+struct CompareWriter<'a> {
+    expected: &'a [u8],
+    at: usize,
+    differs: bool,
+}
+
+impl std::io::Write for CompareWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let rest = self.expected.get(self.at..).unwrap_or_default();
+        let same = buf.iter().zip(rest).take_while(|(a, b)| a == b).count();
+        self.at += same;
+        if same < buf.len() {
+            self.differs = true;
+            return Err(std::io::Error::other("differs from the canonical encoding"));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn build(v: &mut Validator<'_>, raw: &RawPolicy) -> Option<Policy> {
     let declared = Declared::of(raw);
     // Site.
     let site_raw = raw.site.get_ref();
-    let mut site_ids = HashMap::new();
+    let mut site_ids = FastMap::default();
     v.id(&site_raw.id, "site", &mut site_ids);
     let timezone = v.timezone(&site_raw.timezone);
 
@@ -877,7 +902,7 @@ fn build(v: &mut Validator<'_>, raw: &RawPolicy) -> Option<Policy> {
     };
 
     // Segments.
-    let mut seen = HashMap::new();
+    let mut seen = FastMap::default();
     let mut segments = Vec::new();
     for seg in &raw.segments {
         let s = seg.get_ref();
@@ -924,9 +949,11 @@ fn build(v: &mut Validator<'_>, raw: &RawPolicy) -> Option<Policy> {
     }
 
     // Assets.
-    let mut seen = HashMap::new();
+    let segment_by_id: FastMap<&str, &Segment> =
+        segments.iter().map(|s| (s.id.as_str(), s)).collect();
+    let mut seen = FastMap::default();
     let mut assets = Vec::new();
-    let mut addresses: HashMap<SocketAddr, String> = HashMap::new();
+    let mut addresses: FastMap<SocketAddr, String> = FastMap::default();
     for asset in &raw.assets {
         let a = asset.get_ref();
         let ok_id = v.id(&a.id, "asset", &mut seen);
@@ -955,7 +982,7 @@ fn build(v: &mut Validator<'_>, raw: &RawPolicy) -> Option<Policy> {
             }
         };
         let segment = a.segment.get_ref();
-        match segments.iter().find(|s| s.id.as_str() == segment.as_str()) {
+        match segment_by_id.get(segment.as_str()) {
             None if declared.segments.contains(segment.as_str()) => {}
             None => v.error(
                 &a.segment.span(),
@@ -978,7 +1005,7 @@ fn build(v: &mut Validator<'_>, raw: &RawPolicy) -> Option<Policy> {
         }
         let address = match a.address.get_ref().parse::<SocketAddr>() {
             Ok(addr) => {
-                if let Some(s) = segments.iter().find(|s| s.id.as_str() == segment.as_str()) {
+                if let Some(s) = segment_by_id.get(segment.as_str()) {
                     if !s.networks.is_empty() && !s.networks.iter().any(|n| n.contains(&addr.ip()))
                     {
                         v.error(
@@ -1057,7 +1084,7 @@ fn build(v: &mut Validator<'_>, raw: &RawPolicy) -> Option<Policy> {
     }
 
     // Roles.
-    let mut seen = HashMap::new();
+    let mut seen = FastMap::default();
     let mut roles = Vec::new();
     for role in &raw.roles {
         let r = role.get_ref();
@@ -1073,7 +1100,7 @@ fn build(v: &mut Validator<'_>, raw: &RawPolicy) -> Option<Policy> {
     let role_zone = |id: &str| roles.iter().find(|r| r.id.as_str() == id).map(|r| r.zone);
 
     // Identities: one id space across both zones, so "alice" is never both.
-    let mut seen = HashMap::new();
+    let mut seen = FastMap::default();
     let check_roles = |v: &mut Validator<'_>, list: &[S], zone: Zone, who: &str| -> Vec<RoleId> {
         let mut out = Vec::new();
         for r in list {
@@ -1174,7 +1201,7 @@ fn build(v: &mut Validator<'_>, raw: &RawPolicy) -> Option<Policy> {
     }
 
     // Schedules.
-    let mut seen = HashMap::new();
+    let mut seen = FastMap::default();
     let mut schedules = Vec::new();
     for sched in &raw.schedules {
         let s = sched.get_ref();
@@ -1269,7 +1296,7 @@ fn build(v: &mut Validator<'_>, raw: &RawPolicy) -> Option<Policy> {
             }
         }
         intervals.sort();
-        let mut reported = HashSet::new();
+        let mut reported = FastSet::default();
         for (k, a) in intervals.iter().enumerate() {
             for b in intervals.iter().skip(k + 1) {
                 if b.0 >= a.1 {
@@ -1370,7 +1397,7 @@ fn build(v: &mut Validator<'_>, raw: &RawPolicy) -> Option<Policy> {
 
     // Rules.
     let reach = Reach::of(&assets);
-    let mut seen = HashMap::new();
+    let mut seen = FastMap::default();
     let mut rules = Vec::new();
     for rule in &raw.rules {
         if let Some(r) = build_rule(v, rule, &mut seen, &reach, &segments, &roles, &declared) {
@@ -1428,7 +1455,7 @@ fn build(v: &mut Validator<'_>, raw: &RawPolicy) -> Option<Policy> {
                 ),
             );
         }
-        let mut seen = HashMap::new();
+        let mut seen = FastMap::default();
         let mut panels = Vec::new();
         for p in &b.panels {
             let p = p.get_ref();
@@ -1488,28 +1515,39 @@ fn build(v: &mut Validator<'_>, raw: &RawPolicy) -> Option<Policy> {
 }
 
 /// The protocols reachable through each asset id, segment and tag (for rule checks, without
-/// walking every asset for every rule).
+/// walking every asset for every rule), as a bit per [`Protocol`].
 #[derive(Default)]
 struct Reach<'a> {
-    by_asset: HashMap<&'a str, Vec<Protocol>>,
-    by_segment: HashMap<&'a str, Vec<Protocol>>,
-    by_tag: HashMap<&'a str, Vec<Protocol>>,
+    by_asset: FastMap<&'a str, u8>,
+    by_segment: FastMap<&'a str, u8>,
+    by_tag: FastMap<&'a str, u8>,
+}
+
+const PROTOCOLS: [Protocol; 4] = [
+    Protocol::Modbus,
+    Protocol::Dnp3,
+    Protocol::Vnc,
+    Protocol::Tcp,
+];
+
+fn protocol_bit(p: Protocol) -> u8 {
+    match p {
+        Protocol::Modbus => 1,
+        Protocol::Dnp3 => 2,
+        Protocol::Vnc => 4,
+        Protocol::Tcp => 8,
+    }
 }
 
 impl<'a> Reach<'a> {
     fn of(assets: &'a [Asset]) -> Self {
-        fn add<'a>(map: &mut HashMap<&'a str, Vec<Protocol>>, key: &'a str, p: Protocol) {
-            let list = map.entry(key).or_default();
-            if !list.contains(&p) {
-                list.push(p);
-            }
-        }
         let mut reach = Reach::default();
         for a in assets {
-            add(&mut reach.by_asset, a.id.as_str(), a.protocol);
-            add(&mut reach.by_segment, a.segment.as_str(), a.protocol);
+            let bit = protocol_bit(a.protocol);
+            *reach.by_asset.entry(a.id.as_str()).or_default() |= bit;
+            *reach.by_segment.entry(a.segment.as_str()).or_default() |= bit;
             for t in &a.tags {
-                add(&mut reach.by_tag, t.as_str(), a.protocol);
+                *reach.by_tag.entry(t.as_str()).or_default() |= bit;
             }
         }
         reach
@@ -1520,11 +1558,11 @@ impl<'a> Reach<'a> {
 /// its object into a second, misleading error.
 #[derive(Default)]
 struct Declared<'r> {
-    segments: HashSet<&'r str>,
-    assets: HashSet<&'r str>,
-    tags: HashSet<&'r str>,
-    roles: HashSet<&'r str>,
-    schedules: HashSet<&'r str>,
+    segments: FastSet<&'r str>,
+    assets: FastSet<&'r str>,
+    tags: FastSet<&'r str>,
+    roles: FastSet<&'r str>,
+    schedules: FastSet<&'r str>,
     /// IT identities and the roles they list.
     it: Vec<(&'r str, Vec<&'r str>)>,
     /// OT identities and the roles they list.
@@ -1583,7 +1621,7 @@ fn zone_name(z: Zone) -> &'static str {
 fn build_rule(
     v: &mut Validator<'_>,
     raw: &Sp<RawRule>,
-    seen: &mut HashMap<String, u32>,
+    seen: &mut FastMap<String, u32>,
     reach: &Reach<'_>,
     segments: &[Segment],
     roles: &[Role],
@@ -1707,29 +1745,22 @@ fn build_rule(
         );
     }
     // The protocols of the assets the rule reaches (by id, segment or tag).
-    let mut matched: Vec<Protocol> = Vec::new();
-    let lists = [
-        targets
-            .assets
-            .iter()
-            .filter_map(|a| reach.by_asset.get(a.as_str()))
-            .collect::<Vec<_>>(),
-        targets
-            .segments
-            .iter()
-            .filter_map(|s| reach.by_segment.get(s.as_str()))
-            .collect(),
-        targets
-            .tags
-            .iter()
-            .filter_map(|t| reach.by_tag.get(t.as_str()))
-            .collect(),
-    ];
-    for p in lists.iter().flatten().flat_map(|l| l.iter()) {
-        if !matched.contains(p) {
-            matched.push(*p);
-        }
-    }
+    let bits = targets
+        .assets
+        .iter()
+        .filter_map(|a| reach.by_asset.get(a.as_str()))
+        .chain(
+            targets
+                .segments
+                .iter()
+                .filter_map(|s| reach.by_segment.get(s.as_str())),
+        )
+        .chain(targets.tags.iter().filter_map(|t| reach.by_tag.get(t.as_str())))
+        .fold(0u8, |all, bits| all | bits);
+    let matched: Vec<Protocol> = PROTOCOLS
+        .into_iter()
+        .filter(|p| bits & protocol_bit(*p) != 0)
+        .collect();
 
     // Operations.
     let mut operations = Vec::new();
@@ -1965,7 +1996,7 @@ fn build_rule(
         _ => {}
     }
     let total: usize = approvals.iter().map(|a| usize::from(a.count)).sum();
-    let people: HashSet<&str> = declared
+    let people: FastSet<&str> = declared
         .ot
         .iter()
         .filter(|(_, roles)| approvals.iter().any(|a| roles.contains(&a.role.as_str())))
