@@ -1755,7 +1755,12 @@ fn build_rule(
                 .iter()
                 .filter_map(|s| reach.by_segment.get(s.as_str())),
         )
-        .chain(targets.tags.iter().filter_map(|t| reach.by_tag.get(t.as_str())))
+        .chain(
+            targets
+                .tags
+                .iter()
+                .filter_map(|t| reach.by_tag.get(t.as_str())),
+        )
         .fold(0u8, |all, bits| all | bits);
     let matched: Vec<Protocol> = PROTOCOLS
         .into_iter()

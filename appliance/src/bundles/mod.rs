@@ -10,6 +10,10 @@
 //! DATA_DIR/policy/standing.json     the last grace transition journaled
 //! ```
 //!
+//! While the daemon runs, [`live`] keeps the active bundle's validity in memory, serves the
+//! control socket's imports and pulls, runs the periodic pull configured by `[sync]`
+//! ([`config`]) and watches the standing (grace, lapse).
+//!
 //! Guarantees: a refusal is journaled and changes no file; an activation is journaled (with the
 //! bundle hash) before the pointer switches; the switch is one `rename` of `current.json`, so a
 //! crash leaves either the old or the new policy active, never a mix. A trust root carried by a

@@ -442,6 +442,62 @@ mod tests {
     }
 
     #[test]
+    fn init_with_trust_journals_which_root_was_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("appliance");
+        let keys: Vec<otgate_sync::AuthorityKey> = (1..=3)
+            .map(|i| otgate_sync::AuthorityKey::from_secret([i; 32], None))
+            .collect();
+        let trust = otgate_sync::TrustRoot::new(otgate_sync::TrustRootFile {
+            format: 1,
+            site: "plant-a".into(),
+            root_version: 4,
+            threshold: 2,
+            keys: keys.iter().map(|k| k.public_entry()).collect(),
+            revoked: vec![keys[2].key_id()],
+        })
+        .unwrap();
+        let trust_file = dir.path().join("root.json");
+        fs::write(&trust_file, trust.to_json()).unwrap();
+        run(
+            &globals(&root),
+            InitArgs {
+                trust: Some(trust_file),
+                ..args()
+            },
+        )
+        .unwrap();
+        let data = DataDir::new(&root);
+        let installed: Vec<_> = events(&data)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Policy(crate::journal::event::PolicyEvent::TrustRootInstalled {
+                    fingerprint,
+                    site,
+                    root_version,
+                    threshold,
+                    keys,
+                    revoked,
+                }) => Some((fingerprint, site, root_version, threshold, keys, revoked)),
+                _ => None,
+            })
+            .collect();
+        let on_disk = fs::read(data.trust_dir().join("root.json")).unwrap();
+        let expected_fingerprint = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&on_disk));
+        assert_eq!(
+            installed,
+            [(
+                expected_fingerprint,
+                "plant-a".to_owned(),
+                4,
+                2,
+                keys.iter().map(|k| k.key_id().to_string()).collect(),
+                vec![keys[2].key_id().to_string()],
+            )]
+        );
+    }
+
+    #[test]
     fn init_refuses_an_existing_appliance_and_force_moves_it_aside() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("appliance");
