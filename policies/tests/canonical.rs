@@ -145,3 +145,31 @@ fn anything_but_the_canonical_encoding_is_refused() {
         assert!(err.to_string().starts_with("p.json:"), "{what}: {err}");
     }
 }
+
+#[test]
+fn the_policy_json_fuzz_seeds_are_the_canonical_forms_of_the_toml_seeds() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let out = fuzz.join("policy_json");
+    let write = std::env::var_os("OTGATE_WRITE_FUZZ_SEEDS").is_some();
+    if write {
+        std::fs::create_dir_all(&out).unwrap();
+    }
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(fuzz.join("policy_toml")).unwrap() {
+        let path = entry.unwrap().path();
+        let source = std::fs::read_to_string(&path).unwrap_or_default();
+        let Ok(json) = canonical_json(&source, "seed.toml") else {
+            continue;
+        };
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned() + ".json";
+        if write {
+            std::fs::write(out.join(&name), &json).unwrap();
+        }
+        otgate_policy::fuzzing::policy_json(&json);
+        seeds += 1;
+    }
+    assert!(seeds >= 10);
+    for entry in std::fs::read_dir(&out).unwrap() {
+        otgate_policy::fuzzing::policy_json(&std::fs::read(entry.unwrap().path()).unwrap());
+    }
+}
