@@ -354,7 +354,7 @@ fn new_bundle(args: &SignArgs, policy_path: &Path) -> anyhow::Result<Bundle> {
             previous_hash,
             grace_period_secs: grace.as_secs(),
         },
-        policy_source: source,
+        policy: otgate_sync::bundle::canonical_policy(&source, &policy_path.display().to_string())?,
         trust_root,
     };
     Ok(Bundle::new(body)?)

@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::control::Notice;
 use crate::datadir::DataDir;
-use crate::grants::adapters::PolicyAccess;
 use crate::grants::{Grants, Registry};
 use crate::journal::event::Event;
 use crate::journal::{Journal, JournalConfig};
@@ -57,6 +56,9 @@ pub struct DaemonConfig {
     pub handshake_timeout: Duration,
     /// Told once the daemon serves (for `otgate serve`'s `ready` line).
     pub ready: Option<tokio::sync::mpsc::UnboundedSender<()>>,
+    /// The signed policy while running (bundle validity, imports, periodic pull): loaded by
+    /// [`run`] from the data directory; an unsigned, never-lapsing placeholder before that.
+    pub bundles: Arc<crate::bundles::live::LivePolicy>,
 }
 
 impl DaemonConfig {
@@ -69,6 +71,7 @@ impl DaemonConfig {
             upstream_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
             ready: None,
+            bundles: Arc::new(crate::bundles::live::LivePolicy::unsigned()),
         }
     }
 }
@@ -180,9 +183,8 @@ impl Appliance {
             Ok(mut p) => *p = Arc::clone(&policy),
             Err(poisoned) => *poisoned.into_inner() = Arc::clone(&policy),
         }
-        self.grants
-            .policy_changed(Arc::new(PolicyAccess::new(policy)))
-            .await
+        let access = self.config.bundles.access(policy, self.clock.now_utc());
+        self.grants.policy_changed(Arc::new(access)).await
     }
 }
 
@@ -265,6 +267,14 @@ pub async fn run(
     let journal = Journal::open(&data_dir.journal_dir(), key, journal_config)
         .map_err(|e| DaemonError::Journal(e.to_string()))?;
     let policy = load_policy(&config)?;
+    let live = Arc::new(
+        crate::bundles::live::LivePolicy::load(&config)
+            .map_err(|e| DaemonError::Policy(e.to_string()))?,
+    );
+    let config = DaemonConfig {
+        bundles: Arc::clone(&live),
+        ..config
+    };
     let state = crate::state::State::open(&data_dir, &journal)
         .map_err(|e| DaemonError::Journal(format!("state: {e}")))?;
     let registry = match state.tree(crate::grants::view::NAME) {
@@ -276,7 +286,7 @@ pub async fn run(
     let grants = Grants::new(
         registry,
         Arc::new(journal.clone()),
-        Arc::new(PolicyAccess::new(Arc::clone(&policy))),
+        Arc::new(live.access(Arc::clone(&policy), clock.now_utc())),
         Arc::clone(&clock),
         notices.clone(),
     );
@@ -311,6 +321,10 @@ pub async fn run(
     ));
     tasks.spawn(Arc::clone(&grants).run_expiry(shutdown.clone()));
     tasks.spawn(keep_state_current(state, shutdown.clone()));
+    tasks.spawn(crate::bundles::live::run(
+        Arc::clone(&app),
+        shutdown.clone(),
+    ));
     tasks.spawn(crate::control::serve(
         listeners.control,
         Arc::clone(&app),
