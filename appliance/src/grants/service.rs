@@ -699,67 +699,38 @@ impl Grants {
         review: &otgate_sync::review::VerifiedReview,
     ) -> Result<Vec<String>, GrantError> {
         let mut registry = self.registry.lock().await;
-        let body = review.body();
-        let hash = hex::encode(review.hash());
-        let actor = format!("hq:{}", body.reviewer);
-        let target = format!("review {}", hash.get(..16).unwrap_or(&hash));
-        let replayed = body.grant_ids.iter().any(|g| {
-            registry
-                .find(g)
-                .and_then(|r| r.review.as_ref())
-                .and_then(|v| v.record.as_deref())
-                == Some(hash.as_str())
-        });
-        if replayed {
-            let why = format!("this review record ({target}) was imported already: a replay");
-            return Err(self.refuse("review_import", &target, &actor, why).await);
+        match review_import(&registry, review, self.clock.now_utc()) {
+            Ok(event) => {
+                self.transition(&mut registry, event, None).await?;
+                Ok(review.body().grant_ids.clone())
+            }
+            Err(refusal) => Err(self
+                .refuse(
+                    "review_import",
+                    &refusal.target,
+                    &refusal.actor,
+                    refusal.reason,
+                )
+                .await),
         }
-        let mut request_ids = Vec::with_capacity(body.grant_ids.len());
-        for g in &body.grant_ids {
-            let refusal = match registry.find(g) {
-                None => Some(format!("{g} is not a grant of this appliance")),
-                Some(r) if r.grant_id.as_deref() != Some(g.as_str()) => {
-                    Some(format!("{g} is a request, not a grant"))
-                }
-                Some(r) if r.mode != Some(GrantMode::Emergency) => Some(format!(
-                    "{g} is not an emergency grant; only those are reviewed"
-                )),
-                Some(r) if !r.awaits_review() => Some(format!(
-                    "{g} was signed off already by {}",
-                    r.review
-                        .as_ref()
-                        .and_then(|v| v.signed_off_by.as_deref())
-                        .unwrap_or("someone")
-                )),
-                Some(r) if body.issued_at.timestamp() < r.submitted_at.timestamp() => {
-                    Some(format!(
-                        "the record was issued at {}, before {g} was granted at {}",
-                        body.issued_at.to_rfc3339(),
-                        r.submitted_at.to_rfc3339()
-                    ))
-                }
-                Some(r) => {
-                    request_ids.push(r.request_id.clone());
-                    None
-                }
-            };
-            if let Some(why) = refusal {
-                return Err(self.refuse("review_import", &target, &actor, why).await);
+    }
+
+    /// Verify review-record `bytes` against `root` and import them ([`Grants::import_review`]);
+    /// a record that does not verify is refused (journaled) with the verifier's reason.
+    pub async fn import_review_bytes(
+        &self,
+        bytes: &[u8],
+        root: &otgate_sync::TrustRoot,
+    ) -> Result<Vec<String>, GrantError> {
+        match otgate_sync::review::verify_review(bytes, root, self.clock.now_utc()) {
+            Ok(verified) => self.import_review(&verified).await,
+            Err(refusal) => {
+                let target = review_target_of(bytes);
+                Err(self
+                    .refuse("review_import", &target, "hq", refusal.to_string())
+                    .await)
             }
         }
-        let event = AccessEvent::ReviewImported {
-            record: hash,
-            reviewer: body.reviewer.clone(),
-            verdict: body.verdict.as_str().to_owned(),
-            comment: body.comment.clone(),
-            issued_at: body.issued_at,
-            signers: review.signers().iter().map(ToString::to_string).collect(),
-            grant_ids: body.grant_ids.clone(),
-            request_ids,
-            at: self.clock.now_utc(),
-        };
-        self.transition(&mut registry, event, None).await?;
-        Ok(body.grant_ids.clone())
     }
 
     /// Where grant `grant_id` stands, for its own user only (`Refused` otherwise).
@@ -1269,6 +1240,102 @@ impl Grants {
         }
         Ok(())
     }
+}
+
+/// Why a verified review record cannot be imported (journaled as `Refused` by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewImportRefusal {
+    /// `review <first 16 hex digits of its hash>`.
+    pub target: String,
+    /// `hq:<reviewer>`.
+    pub actor: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// The name a review record's refusal is journaled under: `review <16 hex digits>` of the
+/// SHA-256 of its bytes as offered (a record that does not decode has no signed part).
+pub fn review_target_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    match otgate_sync::review::ReviewRecord::decode(bytes) {
+        Ok(record) => format!("review {}", hex::encode(record.hash().get(..8).unwrap_or(&[]))),
+        Err(_) => format!(
+            "review file {}",
+            hex::encode(sha2::Sha256::digest(bytes).get(..8).unwrap_or(&[]))
+        ),
+    }
+}
+
+/// Check HQ's verified review record against `registry`: every grant it names must be an
+/// emergency grant here that awaits review and began before the record was issued, and the
+/// record must not have been imported before. The one event that signs them all off, or why not.
+pub fn review_import(
+    registry: &Registry,
+    review: &otgate_sync::review::VerifiedReview,
+    now: DateTime<Utc>,
+) -> Result<AccessEvent, ReviewImportRefusal> {
+    let body = review.body();
+    let hash = hex::encode(review.hash());
+    let target = format!("review {}", hash.get(..16).unwrap_or(&hash));
+    let refuse = |reason: String| ReviewImportRefusal {
+        target: target.clone(),
+        actor: format!("hq:{}", body.reviewer),
+        reason,
+    };
+    let replayed = body.grant_ids.iter().any(|g| {
+        registry
+            .find(g)
+            .and_then(|r| r.review.as_ref())
+            .and_then(|v| v.record.as_deref())
+            == Some(hash.as_str())
+    });
+    if replayed {
+        return Err(refuse(format!(
+            "this review record ({target}) was imported already: a replay"
+        )));
+    }
+    let mut request_ids = Vec::with_capacity(body.grant_ids.len());
+    for g in &body.grant_ids {
+        let refusal = match registry.find(g) {
+            None => Some(format!("{g} is not a grant of this appliance")),
+            Some(r) if r.grant_id.as_deref() != Some(g.as_str()) => {
+                Some(format!("{g} is a request, not a grant"))
+            }
+            Some(r) if r.mode != Some(GrantMode::Emergency) => Some(format!(
+                "{g} is not an emergency grant; only those are reviewed"
+            )),
+            Some(r) if !r.awaits_review() => Some(format!(
+                "{g} was signed off already by {}",
+                r.review
+                    .as_ref()
+                    .and_then(|v| v.signed_off_by.as_deref())
+                    .unwrap_or("someone")
+            )),
+            Some(r) if body.issued_at.timestamp() < r.submitted_at.timestamp() => Some(format!(
+                "the record was issued at {}, before {g} was granted at {}",
+                body.issued_at.to_rfc3339(),
+                r.submitted_at.to_rfc3339()
+            )),
+            Some(r) => {
+                request_ids.push(r.request_id.clone());
+                None
+            }
+        };
+        if let Some(why) = refusal {
+            return Err(refuse(why));
+        }
+    }
+    Ok(AccessEvent::ReviewImported {
+        record: hash,
+        reviewer: body.reviewer.clone(),
+        verdict: body.verdict.as_str().to_owned(),
+        comment: body.comment.clone(),
+        issued_at: body.issued_at,
+        signers: review.signers().iter().map(ToString::to_string).collect(),
+        grant_ids: body.grant_ids.clone(),
+        request_ids,
+        at: now,
+    })
 }
 
 /// A copy of what `tick` needs from a grant's [`Live`] entry (the lock is not held across
