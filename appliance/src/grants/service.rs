@@ -1258,7 +1258,10 @@ pub struct ReviewImportRefusal {
 pub fn review_target_of(bytes: &[u8]) -> String {
     use sha2::Digest;
     match otgate_sync::review::ReviewRecord::decode(bytes) {
-        Ok(record) => format!("review {}", hex::encode(record.hash().get(..8).unwrap_or(&[]))),
+        Ok(record) => format!(
+            "review {}",
+            hex::encode(record.hash().get(..8).unwrap_or(&[]))
+        ),
         Err(_) => format!(
             "review file {}",
             hex::encode(sha2::Sha256::digest(bytes).get(..8).unwrap_or(&[]))
