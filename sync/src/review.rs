@@ -839,7 +839,8 @@ mod tests {
 
     #[test]
     fn bad_fields_are_refused_by_name() {
-        let cases: Vec<(fn(&mut ReviewBody), &str)> = vec![
+        type Change = fn(&mut ReviewBody);
+        let cases: Vec<(Change, &str)> = vec![
             (|b| b.site = "plant a".into(), "site"),
             (|b| b.reviewer = String::new(), "reviewer"),
             (|b| b.reviewer = "x\u{1b}[31m".into(), "reviewer"),

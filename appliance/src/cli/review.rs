@@ -87,7 +87,7 @@ fn import(globals: &Globals, args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let socket = globals.data_dir.control_socket();
     let params = json!({ "record": base64::engine::general_purpose::STANDARD.encode(&bytes) });
     let signed_off: Vec<String> = match client::call(&socket, "grants.import_review", params) {
-        Ok(answer) => serde_json::from_value(answer["signed_off"].clone())
+        Ok(answer) => serde_json::from_value(answer.get("signed_off").cloned().unwrap_or_default())
             .context("the daemon's answer has no signed_off list")?,
         Err(ClientError::NotRunning { .. }) => import_offline(globals, &bytes)?,
         Err(ClientError::Refused(refusal)) => {
