@@ -1116,3 +1116,25 @@ mod review_records {
         assert!(e.to_string().contains("not an emergency grant"), "{e}");
     }
 }
+
+#[tokio::test]
+async fn status_is_for_the_grant_owner_only_and_refusals_are_journaled() {
+    let clock = ManualClock::starting_at(saturday_six());
+    let (grants, memory) = service(plant(&[("shift-supervisor", 1)]), &clock);
+    grants.submit(ask("alice", saturday_six())).await.unwrap();
+    let e = grants.status("R-0001", "alice").await.unwrap_err();
+    assert!(e.to_string().contains("is not a grant"), "{e}");
+    grants.approve("R-0001", "sam").await.unwrap();
+    let s = grants.status("G-0001", "alice").await.unwrap();
+    assert_eq!(
+        (s.state, s.asset.as_str()),
+        (GrantState::Active, "line3-plc")
+    );
+    assert!(s.remaining_secs > 3 * 3600, "{s:?}");
+    let e = grants.status("G-0001", "vendor-acme").await.unwrap_err();
+    assert!(e.to_string().contains("belongs to alice"), "{e}");
+    let e = grants.status("G-0042", "alice").await.unwrap_err();
+    assert!(e.to_string().contains("no grant G-0042"), "{e}");
+    let refused = memory.kinds().iter().filter(|k| **k == "refused").count();
+    assert_eq!(refused, 3);
+}
