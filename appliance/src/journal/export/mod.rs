@@ -355,16 +355,17 @@ pub fn export(
         confirmed_seq: 0,
         updated_at: chrono::Utc::now(),
     });
-    let tls = match (&options.destination, &options.tls_trust) {
+    let (tls, pinned) = match (&options.destination, &options.tls_trust) {
         (Destination::SyslogTls { .. }, Some(trust)) => {
-            Some(transport::client_config(trust).map_err(ExportError::Tls)?)
+            let (config, pinned) = transport::client_config(trust).map_err(ExportError::Tls)?;
+            (Some(config), pinned)
         }
         (Destination::SyslogTls { .. }, None) => {
             return Err(ExportError::Tls(
                 "syslog+tls needs --ca FILE or --pin-sha256 HEX".into(),
             ))
         }
-        _ => None,
+        _ => (None, None),
     };
     let mut report = ExportReport {
         confirmed_seq: cursor.confirmed_seq,
@@ -407,6 +408,12 @@ pub fn export(
                     });
                 }
                 Err(source) => {
+                    let source = match &options.tls_trust {
+                        Some(TlsTrust::Pin(pin)) => {
+                            transport::explain_pin_mismatch(source, pin, pinned.as_ref())
+                        }
+                        _ => source,
+                    };
                     report.failures += 1;
                     if !options.follow {
                         return Err(ExportError::Unreachable {
