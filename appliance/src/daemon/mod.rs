@@ -264,6 +264,9 @@ pub async fn run(
     };
     let journal = Journal::open(&data_dir.journal_dir(), key, journal_config)
         .map_err(|e| DaemonError::Journal(e.to_string()))?;
+    // The `[export]` table of appliance.toml: a SIEM exporter that runs with the daemon.
+    let exporter = crate::journal::export::Exporter::from_config(&data_dir, &journal)
+        .map_err(|e| DaemonError::Journal(e.to_string()))?;
     let policy = load_policy(&config)?;
     let state = crate::state::State::open(&data_dir, &journal)
         .map_err(|e| DaemonError::Journal(format!("state: {e}")))?;
@@ -305,6 +308,9 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Arc::clone(&grants).run_expiry(shutdown.clone()));
     tasks.spawn(keep_state_current(state, shutdown.clone()));
+    if let Some(exporter) = exporter {
+        tasks.spawn(exporter.run(shutdown.clone()));
+    }
     tasks.spawn(crate::control::serve(
         listeners.control,
         Arc::clone(&app),

@@ -105,6 +105,25 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     Ok(segments)
 }
 
+/// The last record's seq in the journal `dir` (0 if none), reading only its last segments.
+pub fn head_seq(dir: &Path) -> Result<u64, ReadError> {
+    let segments = list_segments(dir).map_err(|source| ReadError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    // The last segment may hold no record yet: start one segment earlier.
+    let from = segments
+        .len()
+        .checked_sub(2)
+        .and_then(|i| segments.get(i))
+        .map_or(0, |(first, _)| *first);
+    let mut head = 0;
+    for record in JournalReader::from_seq(dir, from)? {
+        head = record?.seq;
+    }
+    Ok(head)
+}
+
 /// Iterates the journal's records in order. See the module doc.
 #[derive(Debug)]
 pub struct JournalReader {
