@@ -266,6 +266,9 @@ pub async fn run(
     };
     let journal = Journal::open(&data_dir.journal_dir(), key, journal_config)
         .map_err(|e| DaemonError::Journal(e.to_string()))?;
+    // The `[export]` table of appliance.toml: a SIEM exporter that runs with the daemon.
+    let exporter = crate::journal::export::Exporter::from_config(&data_dir, &journal)
+        .map_err(|e| DaemonError::Journal(e.to_string()))?;
     let policy = load_policy(&config)?;
     let live = Arc::new(
         crate::bundles::live::LivePolicy::load(&config)
@@ -325,6 +328,9 @@ pub async fn run(
         Arc::clone(&app),
         shutdown.clone(),
     ));
+    if let Some(exporter) = exporter {
+        tasks.spawn(exporter.run(shutdown.clone()));
+    }
     tasks.spawn(crate::control::serve(
         listeners.control,
         Arc::clone(&app),
