@@ -132,6 +132,9 @@ pub enum DaemonError {
     /// Grants could not be resumed.
     #[error("grants: {0}")]
     Grants(#[from] crate::grants::GrantError),
+    /// The `[inspect]` table of appliance.toml is invalid, or its interface cannot be captured.
+    #[error("passive inspection")]
+    Inspect(#[from] crate::inspect::service::InspectServiceError),
 }
 
 /// What every part of the running daemon shares (the control handlers get it).
@@ -302,7 +305,16 @@ pub async fn run(
         shutdown: shutdown.clone(),
     });
     let tls = it_side::load_tls(&app)?;
+    // Passive inspection of the mirror port, when appliance.toml's [inspect] names one.
+    let inspection = crate::inspect::service::prepare(&app.data_dir)?;
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(prepared) = inspection {
+        tasks.spawn(crate::inspect::service::run(
+            prepared,
+            Arc::clone(&app),
+            shutdown.clone(),
+        ));
+    }
     tasks.spawn(Arc::clone(&grants).run_expiry(shutdown.clone()));
     tasks.spawn(keep_state_current(state, shutdown.clone()));
     tasks.spawn(crate::control::serve(

@@ -10,9 +10,11 @@ pub mod dnp3;
 pub mod event;
 pub mod grants;
 pub mod inventory;
+pub mod inventory_view;
 pub mod live;
 pub mod monitor;
 pub mod reassembly;
+pub mod service;
 
 use std::path::Path;
 

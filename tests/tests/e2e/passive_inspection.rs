@@ -382,9 +382,25 @@ fn writes_no_grant_covers_raise_unauthorized_write_and_are_journaled() {
         })
         .collect();
     assert_eq!(journaled.len(), 3, "{journaled:?}");
-    let inventory =
-        otgate::inspect::inventory::Inventory::load(&data.join("inspect/inventory.json")).unwrap();
-    assert!(inventory.assets.contains_key(&plc.ip()));
+    // The inventory changes are journaled too, and `otgate inventory` reads the state view
+    // rebuilt from them (no daemon here: straight from the data directory).
+    let observed = otgate::journal::read::JournalReader::open(&data.join("journal"))
+        .unwrap()
+        .filter(|r| {
+            matches!(
+                r.as_ref().unwrap().event,
+                Event::Inspect(InspectEvent::AssetObserved { .. })
+            )
+        })
+        .count();
+    assert_eq!(observed, 3, "the PLC, the other device and the client, once each");
+    let out = run(std::process::Command::new(otgate_binary())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["inventory", "--json"]));
+    let inventory: otgate::inspect::inventory::Inventory = serde_json::from_str(&out).unwrap();
+    assert!(inventory.assets.contains_key(&plc.ip()), "{out}");
+    assert_eq!(inventory.assets.len(), 3, "{out}");
 }
 
 /// Runs `cmd`, panics with its output if it fails.
