@@ -174,6 +174,6 @@ mod tests {
             !g.covers(plc.ip(), 502, &write(100, 109), t(9)),
             "revoked early"
         );
-        assert_eq!(g.asset(plc.ip(), 502), Some("line3-plc"));
+        assert_eq!(g.asset(plc.ip(), 502), Some("line3-plc".to_owned()));
     }
 }

@@ -8,6 +8,7 @@ pub mod capture;
 pub mod decode;
 pub mod dnp3;
 pub mod event;
+pub mod fasthash;
 pub mod grants;
 pub mod inventory;
 pub mod inventory_view;
