@@ -378,7 +378,9 @@ fn capture_loop(
 pub struct LiveGrants {
     app: Arc<Appliance>,
     runtime: tokio::runtime::Handle,
-    snapshot: Mutex<(Instant, GrantWindows)>,
+    /// When the snapshot was read (never, at first: the capture thread reads it) and what it
+    /// holds.
+    snapshot: Mutex<(Option<Instant>, GrantWindows)>,
 }
 
 impl std::fmt::Debug for LiveGrants {
@@ -388,13 +390,13 @@ impl std::fmt::Debug for LiveGrants {
 }
 
 impl LiveGrants {
-    /// Coverage from `app`'s grants service; `runtime` drives its calls from the capture thread.
+    /// Coverage from `app`'s grants service; `runtime` drives its calls from the capture thread
+    /// (the grants are first read there, on first use: never on a runtime thread).
     pub fn new(app: Arc<Appliance>, runtime: tokio::runtime::Handle) -> Self {
-        let first = read_grants(&app.grants, &app.policy(), &runtime);
         Self {
             app,
             runtime,
-            snapshot: Mutex::new((Instant::now(), first)),
+            snapshot: Mutex::new((None, GrantWindows::default())),
         }
     }
 
@@ -403,9 +405,9 @@ impl LiveGrants {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if fresh || guard.0.elapsed() >= GRANTS_STALE_AFTER {
+        if fresh || guard.0.is_none_or(|read| read.elapsed() >= GRANTS_STALE_AFTER) {
             let windows = read_grants(&self.app.grants, &self.app.policy(), &self.runtime);
-            *guard = (Instant::now(), windows);
+            *guard = (Some(Instant::now()), windows);
         }
         f(&guard.1)
     }

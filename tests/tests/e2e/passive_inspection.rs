@@ -703,8 +703,9 @@ fn an_unauthorized_write_revokes_the_grants_whose_rule_opts_in_through_the_daemo
     let pcap_path = appliance.scratch().join("mirror.pcap");
     let mut pcap = otgate::sim::traffic::CaptureWriter::create(&pcap_path).unwrap();
     let t = |s: i64| (now + chrono::Duration::seconds(s)).to_rfc3339();
-    rogue_write(&mut pcap, plc_addr, 40001, 150, &t(0)); // covered by G-0001
-    rogue_write(&mut pcap, plc_addr, 40002, 250, &t(1)); // no grant covers it
+    // (Whole seconds: `rogue_write` drops the fraction, so stay clear of the activation.)
+    rogue_write(&mut pcap, plc_addr, 40001, 150, &t(2)); // covered by G-0001
+    rogue_write(&mut pcap, plc_addr, 40002, 250, &t(3)); // no grant covers it
     pcap.finish().unwrap();
     // The daemon runs on an unsigned policy (tests), so `--policy` names it; on an appliance
     // the active bundle is the default.
