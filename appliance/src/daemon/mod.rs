@@ -135,6 +135,9 @@ pub enum DaemonError {
     /// Grants could not be resumed.
     #[error("grants: {0}")]
     Grants(#[from] crate::grants::GrantError),
+    /// The `[inspect]` table of appliance.toml is invalid, or its interface cannot be captured.
+    #[error("passive inspection")]
+    Inspect(#[from] crate::inspect::service::InspectServiceError),
 }
 
 /// What every part of the running daemon shares (the control handlers get it).
@@ -315,6 +318,8 @@ pub async fn run(
         shutdown: shutdown.clone(),
     });
     let tls = it_side::load_tls(&app)?;
+    // Passive inspection of the mirror port, when appliance.toml's [inspect] names one.
+    let inspection = crate::inspect::service::prepare(&app.data_dir)?;
     let mut tasks = tokio::task::JoinSet::new();
     // Sessions an abrupt stop cut (started before this run, never ended) are journaled as ended.
     let head_before_sessions = app.journal.head().seq;
@@ -322,6 +327,13 @@ pub async fn run(
         app.journal.clone(),
         head_before_sessions,
     ));
+    if let Some(prepared) = inspection {
+        tasks.spawn(crate::inspect::service::run(
+            prepared,
+            Arc::clone(&app),
+            shutdown.clone(),
+        ));
+    }
     tasks.spawn(Arc::clone(&grants).run_expiry(shutdown.clone()));
     tasks.spawn(keep_state_current(state, shutdown.clone()));
     tasks.spawn(crate::bundles::live::run(
