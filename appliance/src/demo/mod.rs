@@ -130,6 +130,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     let outcome = async {
         stage.maintenance_window().await?;
         stage.vendor_support().await?;
+        stage.safety_override().await?;
         stage.rogue_write().await?;
         anyhow::Ok(())
     }
@@ -296,8 +297,16 @@ impl Stage {
                 short_hash(&field(&imported, "hash"))
             ),
         );
-        for (who, role) in [("sam", "shift-supervisor"), ("sue", "shift-supervisor")] {
-            self.otgate.ok(["users", "add-ot", who, "--role", role])?;
+        for (who, roles) in [
+            ("sam", &["shift-supervisor"][..]),
+            ("sue", &["shift-supervisor"]),
+            ("oscar", &["operator", "emergency"]),
+        ] {
+            let mut args = vec!["users", "add-ot", who];
+            for role in roles {
+                args.extend(["--role", role]);
+            }
+            self.otgate.ok(args)?;
             let shown =
                 self.otgate
                     .json(["users", "enroll-totp", who, "--zone", "ot", "--json"])?;
@@ -311,7 +320,7 @@ impl Stage {
         }
         n.say(
             "appliance",
-            "OT store: supervisors sam and sue with TOTP; IT store: TOTP for alice and vendor-acme",
+            "OT store: supervisors sam and sue, operator oscar, with TOTP; IT store: TOTP for alice and vendor-acme",
         );
         Ok(())
     }
@@ -709,8 +718,16 @@ impl Stage {
 
     /// Try to open a session and read; what the vendor's tool saw.
     async fn try_session(&self, who: &str, grant: &str, asset: &str) -> String {
+        let log = self.work.join(format!("connect-{who}-{grant}.log"));
         let Ok((mut child, local)) = self.connect(who, grant, asset).await else {
-            return "otgate connect refused to start".into();
+            return match std::fs::read_to_string(&log)
+                .ok()
+                .as_deref()
+                .and_then(refusal_reason)
+            {
+                Some(reason) => format!("otgate connect refused to start: {reason}"),
+                None => "otgate connect refused to start".into(),
+            };
         };
         let outcome = match tokio_modbus::client::tcp::connect_slave(local, Slave(1)).await {
             Err(e) => format!("no connection ({e})"),
@@ -727,12 +744,158 @@ impl Stage {
         };
         let _ = child.kill();
         let _ = child.wait();
-        outcome
+        // `otgate connect` names the appliance's reason on its stderr (kept in its log).
+        match std::fs::read_to_string(&log)
+            .ok()
+            .as_deref()
+            .and_then(refusal_reason)
+        {
+            Some(reason) => format!("refused by the appliance: {reason}"),
+            None => outcome,
+        }
+    }
+
+    /// The brief's third situation as far as it is built: break-glass at the appliance's console
+    /// (the key panel is the next stage), then HQ's sign-off arriving as a signed review record.
+    async fn safety_override(&mut self) -> anyhow::Result<()> {
+        self.narrator
+            .act("Act 3: a safety override while HQ is unreachable");
+        let code = self.auth.code("oscar", &self.clock).await?;
+        let window = self.window();
+        let answer = self.otgate.json([
+            "request",
+            "--break-glass",
+            "--as",
+            "oscar",
+            "--totp",
+            &code,
+            "--target",
+            "safety-plc",
+            "--op",
+            "read",
+            "--op",
+            "write",
+            "--duration",
+            window,
+            "--reason",
+            "burner 2 tripped: reset the interlock",
+            "--json",
+        ])?;
+        let grant = field(&answer, "grant_id");
+        self.narrator.say(
+            "oscar",
+            &format!(
+                "breaks the glass at the appliance (his OT code; the key panel is the next stage): safety-plc, read + write, {window}"
+            ),
+        );
+        self.narrator.say(
+            "appliance",
+            &format!(
+                "{grant}: {} at once, no approver needed; queued for review",
+                field(&answer, "state")
+            ),
+        );
+        let queue = self.otgate.json(["review", "--json"])?;
+        let waiting = queue.as_array().map_or(0, Vec::len);
+        self.narrator.detail(&format!(
+            "review queue: {waiting} emergency grant(s) waiting for a supervisor or HQ"
+        ));
+
+        // Later, with the link back: HQ signs a review record, the plant imports the file.
+        let record = self.work.join("hq").join("review-inc-2211.otgr");
+        let reviewed = grant.clone();
+        self.otgate.ok([
+            "authority".into(),
+            "review".into(),
+            record.clone().into_os_string(),
+            "--key".into(),
+            self.work.join("hq").join("hq1.key").into_os_string(),
+            "--site".into(),
+            "plant-a".into(),
+            "--grant".into(),
+            reviewed.into(),
+            "--reviewer".into(),
+            "security-officer@hq".into(),
+            "--verdict".into(),
+            "justified".into(),
+            "--comment".into(),
+            "INC-2211: burner trip, interlock reset by the shift".into(),
+            // HQ signs on the plant's (simulated) calendar: after the grant began.
+            "--issued-at".into(),
+            self.clock.now().to_rfc3339().into(),
+        ])?;
+        self.otgate.ok([
+            "authority".into(),
+            "review".into(),
+            record.clone().into_os_string(),
+            "--key".into(),
+            self.work.join("hq").join("hq2.key").into_os_string(),
+        ])?;
+        self.narrator.say(
+            "HQ",
+            &format!("reviews {grant} later: a review record signed by hq-security-1 and -2"),
+        );
+        let imported = self.otgate.json([
+            "review".into(),
+            "import".into(),
+            record.into_os_string(),
+            "--json".into(),
+        ])?;
+        let signed_off: Vec<String> = imported
+            .get("signed_off")
+            .and_then(Value::as_array)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.narrator.say(
+            "appliance",
+            &format!(
+                "otgate review import: {} signed off by HQ ({}); the queue is empty",
+                signed_off.join(", "),
+                field(&imported, "verdict")
+            ),
+        );
+        match self.wait_for_end(&grant, Duration::from_secs(30)).await? {
+            Some(state) => self.narrator.say(
+                "appliance",
+                &format!("{grant} {state} by itself when its {window} ran out"),
+            ),
+            None => self
+                .narrator
+                .say("appliance", &format!("{grant} is still active")),
+        }
+        Ok(())
+    }
+
+    /// Wait (bounded) until `grant` is no longer active; its final state.
+    async fn wait_for_end(&self, grant: &str, within: Duration) -> anyhow::Result<Option<String>> {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            let listed = self.otgate.json(["grants", "--json"])?;
+            let state = listed
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|g| g.get("grant_id").and_then(Value::as_str) == Some(grant))
+                .and_then(|g| g.get("state"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            match state.as_deref() {
+                Some("active" | "approved" | "requested") | None => {}
+                Some(_) => return Ok(state),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok(None)
     }
 
     async fn rogue_write(&mut self) -> anyhow::Result<()> {
         self.narrator
-            .act("Act 3: a write that bypassed the appliance");
+            .act("Act 4: a write that bypassed the appliance");
         let rogue = tokio::net::TcpSocket::new_v4()?;
         rogue.bind(SocketAddr::from(([127, 0, 3, 66], 0)))?;
         let stream = rogue.connect(self.plant.line3.address).await?;
@@ -904,6 +1067,19 @@ pub fn main(options: DemoOptions) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The appliance's reason in `otgate connect`'s log: its last `otgate: REASON` line, or the
+/// REASON of "... refused the session for PEER: REASON".
+fn refusal_reason(log: &str) -> Option<String> {
+    log.lines().rev().find_map(|line| {
+        if let Some(reason) = line.strip_prefix("otgate: ") {
+            return Some(reason.trim().to_owned());
+        }
+        let (_, rest) = line.split_once("refused the session for ")?;
+        let (_, reason) = rest.split_once(": ")?;
+        Some(reason.trim().to_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -927,5 +1103,19 @@ mod tests {
         let policy = replace_public_key(PLANT_POLICY, "alice", "NEWKEY").unwrap();
         assert!(policy.contains("\"NEWKEY\""));
         assert!(replace_public_key(PLANT_POLICY, "nobody", "X").is_err());
+    }
+
+    #[test]
+    fn the_last_refusal_in_a_connect_log_is_the_reason() {
+        let log = "listening on 127.0.0.1:1: ...\n\
+                   otgate connect: the appliance refused the session for 127.0.0.1:5: first\n\
+                   otgate: grant G-0002 is pending approval\n";
+        assert_eq!(
+            refusal_reason(log).as_deref(),
+            Some("grant G-0002 is pending approval")
+        );
+        let log = "otgate connect: the appliance refused the session for 127.0.0.1:6: not active\n";
+        assert_eq!(refusal_reason(log).as_deref(), Some("not active"));
+        assert_eq!(refusal_reason("listening on 127.0.0.1:1\n"), None);
     }
 }

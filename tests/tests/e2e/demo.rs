@@ -1,7 +1,8 @@
 //! End-to-end: `otgate demo` plays the brief's situations, and what it narrates is what the
 //! journal recorded. The checks read the appliance's journal (kept with `--keep`), never the
-//! narration: the two grants, the refused operations with their exception codes, the forwarded
-//! write, the window's end and the revocation, the monitor's alert, and a chain that verifies.
+//! narration: the grants, the refused operations with their exception codes, the forwarded
+//! write, the window's end and the revocation, the break-glass grant and HQ's signed review, the
+//! monitor's alert, and a chain that verifies.
 
 use std::process::Command;
 
@@ -74,7 +75,7 @@ fn demo_outcomes_are_in_the_journal() {
         "alice's write inside the grant was forwarded"
     );
     assert_eq!(
-        with("grant_ended", &[]).len(),
+        with("grant_ended", &["G-0001", "expired"]).len(),
         1,
         "alice's window ended by itself"
     );
@@ -87,7 +88,17 @@ fn demo_outcomes_are_in_the_journal() {
     assert_eq!(refused_01[0]["exception"], 1);
     assert_eq!(with("grant_revoked", &["sue"]).len(), 1);
 
-    // Act 3: the monitor's alert for the rogue write.
+    // Act 3: oscar's break-glass on the safety PLC, active at once without approvers, signed
+    // off by HQ's imported review record, ended by its window.
+    let emergency = with("request_submitted", &["oscar", "safety-plc", "break-glass"]);
+    assert_eq!(emergency.len(), 1, "{emergency:#?}");
+    assert_eq!(emergency[0]["grant_id"], "G-0003");
+    let reviews = with("review_imported", &["G-0003", "security-officer@hq"]);
+    assert_eq!(reviews.len(), 1, "{reviews:#?}");
+    assert_eq!(with("grant_ended", &["G-0003", "expired"]).len(), 1);
+    assert!(with("approval_given", &["G-0003"]).is_empty());
+
+    // Act 4: the monitor's alert for the rogue write.
     let alerts = with("alert", &["unauthorized_write", "127.0.3.66"]);
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
 
