@@ -1,6 +1,7 @@
 //! Journal benchmarks: durable appends per second with 1, 8 and 64 concurrent writers (group
 //! commit), against a same-run baseline of one `write` + `sync_data` per record of the same
-//! bytes; and verification speed in records per second, against SHA-256 over the same bytes.
+//! bytes (appended, and overwritten in a preallocated file: the floor of one durable record);
+//! and verification speed in records per second, against SHA-256 over the same bytes.
 //!
 //! Run: `cargo bench -p otgate --bench journal -- --warm-up-time 1 --measurement-time 3`
 #![allow(
@@ -56,6 +57,24 @@ fn appends(c: &mut Criterion) {
         b.iter(|| {
             file.write_all(&bytes).unwrap();
             file.sync_data().unwrap();
+        })
+    });
+
+    // The floor of one durable record: overwriting already-allocated, already-written blocks
+    // (what preallocated segments make most batches), one `write` + `sync_data` per record.
+    group.bench_function("baseline_overwrite_sync_data_per_record", |b| {
+        let dir = bench_dir();
+        let mut file = std::fs::File::create(dir.path().join("baseline")).unwrap();
+        let span = 8 << 20;
+        file.write_all(&vec![0; span]).unwrap();
+        file.sync_all().unwrap();
+        let bytes = vec![0x5a; record_len];
+        let mut at = 0u64;
+        b.iter(|| {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&bytes, at).unwrap();
+            file.sync_data().unwrap();
+            at = (at + record_len as u64) % (span - record_len) as u64;
         })
     });
 

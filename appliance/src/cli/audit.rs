@@ -39,9 +39,14 @@ waiting in the journal and a later run (or --follow) sends them without gaps. Re
 cursor may arrive twice after a crash; their seq marks them. Syslog uses RFC 6587 octet counting
 over TCP, or RFC 5425 over TLS (verify the collector with --ca or --pin-sha256).
 
+`otgate serve` runs an exporter itself when appliance.toml has an [export] table (to, format,
+ca / pinned_certificate / pin_sha256, retry_max; see docs/journal-format.md). --status shows every
+destination's cursor, how far it lags the journal, and its last error, whoever exports.
+
 Example:
   otgate audit export --to syslog+tls://siem.example:6514 --ca /etc/otgate/siem-ca.pem --follow
-  otgate audit export --to file:/media/usb/audit.jsonl --format json";
+  otgate audit export --to file:/media/usb/audit.jsonl --format json
+  otgate audit export --status --json";
 
 /// The `otgate audit` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -65,8 +70,14 @@ pub enum AuditCommand {
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
     /// syslog+tls://HOST:PORT, syslog+tcp://HOST:PORT or file:PATH.
-    #[arg(long, value_name = "DEST", value_parser = |s: &str| s.parse::<export::Destination>())]
-    pub to: export::Destination,
+    #[arg(long, value_name = "DEST", value_parser = |s: &str| s.parse::<export::Destination>(), required_unless_present = "status")]
+    pub to: Option<export::Destination>,
+    /// Show each destination's cursor, lag and last error instead of exporting.
+    #[arg(long, conflicts_with_all = ["to", "follow"])]
+    pub status: bool,
+    /// With --status: one JSON object per destination (JSON lines).
+    #[arg(long, requires = "status")]
+    pub json: bool,
     /// Message format (default: rfc5424 for syslog, json for files).
     #[arg(long, value_enum)]
     pub format: Option<export::Format>,
@@ -405,14 +416,87 @@ fn stress_writer(globals: &Globals, args: StressArgs) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// `otgate audit export --status`: every cursor, its lag behind the journal, its last error.
+fn export_status(globals: &Globals, json: bool) -> anyhow::Result<ExitCode> {
+    let dir = journal_dir(globals)?;
+    let head = crate::journal::read::head_seq(&dir)
+        .map_err(|e| hint(e, "run `otgate audit verify` to locate the damage"))?;
+    let found = export::list(&globals.data_dir)?;
+    let mut out = std::io::stdout().lock();
+    if found.is_empty() && !json {
+        writeln!(out, "no export has run yet (journal head: seq {head})")?;
+    }
+    for (cursor, status) in found {
+        let lag = head.saturating_sub(cursor.confirmed_seq);
+        if json {
+            let value = serde_json::json!({
+                "destination": cursor.destination,
+                "format": cursor.format,
+                "confirmed_seq": cursor.confirmed_seq,
+                "journal_head_seq": head,
+                "lag": lag,
+                "cursor_updated_at": cursor.updated_at,
+                "status": status,
+            });
+            writeln!(out, "{value}")?;
+            continue;
+        }
+        writeln!(
+            out,
+            "{} ({}): delivered up to seq {} of {head} ({lag} waiting), cursor moved {}",
+            cursor.destination,
+            cursor.format,
+            cursor.confirmed_seq,
+            cursor
+                .updated_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )?;
+        if let Some(status) = status {
+            let state = match (status.stopped_at, status.connected) {
+                (Some(at), _) => format!(
+                    "stopped {}",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                (None, true) => format!("connected (pid {})", status.pid),
+                (None, false) => format!("not connected, retrying (pid {})", status.pid),
+            };
+            writeln!(
+                out,
+                "  {state}; {} failures since {}",
+                status.failures,
+                status
+                    .started_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )?;
+            if let (Some(error), Some(at)) = (&status.last_error, status.last_error_at) {
+                writeln!(
+                    out,
+                    "  last error {}: {error}",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn export_command(globals: &Globals, args: ExportArgs) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal;
+    if args.status {
+        return export_status(globals, args.json);
+    }
     journal_dir(globals)?;
-    let format = args.format.unwrap_or(match args.to {
+    let Some(to) = args.to else {
+        return Err(hint(
+            anyhow::anyhow!("--to is missing"),
+            "give --to syslog+tls://HOST:PORT, syslog+tcp://HOST:PORT or file:PATH",
+        ));
+    };
+    let format = args.format.unwrap_or(match to {
         export::Destination::File { .. } => export::Format::Json,
         _ => export::Format::Rfc5424,
     });
-    let mut options = export::ExportOptions::new(args.to.clone(), format);
+    let mut options = export::ExportOptions::new(to.clone(), format);
     options.follow = args.follow;
     options.ack_timeout = args.ack_timeout;
     options.server_name = args.server_name;
@@ -474,7 +558,7 @@ fn export_command(globals: &Globals, args: ExportArgs) -> anyhow::Result<ExitCod
         Ok(report) => {
             println!(
                 "exported {} records to {}; delivered up to seq {}",
-                report.sent, args.to, report.confirmed_seq
+                report.sent, to, report.confirmed_seq
             );
             Ok(ExitCode::SUCCESS)
         }

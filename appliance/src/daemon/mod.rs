@@ -135,6 +135,9 @@ pub enum DaemonError {
     /// Grants could not be resumed.
     #[error("grants: {0}")]
     Grants(#[from] crate::grants::GrantError),
+    /// The `[inspect]` table of appliance.toml is invalid, or its interface cannot be captured.
+    #[error("passive inspection")]
+    Inspect(#[from] crate::inspect::service::InspectServiceError),
 }
 
 /// What every part of the running daemon shares (the control handlers get it).
@@ -266,6 +269,9 @@ pub async fn run(
     };
     let journal = Journal::open(&data_dir.journal_dir(), key, journal_config)
         .map_err(|e| DaemonError::Journal(e.to_string()))?;
+    // The `[export]` table of appliance.toml: a SIEM exporter that runs with the daemon.
+    let exporter = crate::journal::export::Exporter::from_config(&data_dir, &journal)
+        .map_err(|e| DaemonError::Journal(e.to_string()))?;
     let policy = load_policy(&config)?;
     let live = Arc::new(
         crate::bundles::live::LivePolicy::load(&config)
@@ -312,13 +318,31 @@ pub async fn run(
         shutdown: shutdown.clone(),
     });
     let tls = it_side::load_tls(&app)?;
+    // Passive inspection of the mirror port, when appliance.toml's [inspect] names one.
+    let inspection = crate::inspect::service::prepare(&app.data_dir)?;
     let mut tasks = tokio::task::JoinSet::new();
+    // Sessions an abrupt stop cut (started before this run, never ended) are journaled as ended.
+    let head_before_sessions = app.journal.head().seq;
+    tasks.spawn(crate::broker::modbus::history::close_unclean_at_start(
+        app.journal.clone(),
+        head_before_sessions,
+    ));
+    if let Some(prepared) = inspection {
+        tasks.spawn(crate::inspect::service::run(
+            prepared,
+            Arc::clone(&app),
+            shutdown.clone(),
+        ));
+    }
     tasks.spawn(Arc::clone(&grants).run_expiry(shutdown.clone()));
     tasks.spawn(keep_state_current(state, shutdown.clone()));
     tasks.spawn(crate::bundles::live::run(
         Arc::clone(&app),
         shutdown.clone(),
     ));
+    if let Some(exporter) = exporter {
+        tasks.spawn(exporter.run(shutdown.clone()));
+    }
     tasks.spawn(crate::control::serve(
         listeners.control,
         Arc::clone(&app),

@@ -283,6 +283,12 @@ impl AccessPolicy for PolicyAccess {
         Tally { missing, newest }
     }
 
+    fn ot_supervises(&self, id: &str) -> bool {
+        self.policy
+            .ot_identity(id)
+            .is_some_and(|o| o.kind == otgate_policy::OtKind::Approver)
+    }
+
     fn is_it_identity(&self, id: &str) -> bool {
         self.policy.it_identity(id).is_some()
     }

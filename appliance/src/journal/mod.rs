@@ -19,7 +19,8 @@
 //! hash:   SHA-256(body)
 //! ```
 //!
-//! Sequence numbers start at 1 and are contiguous across segments; the first record's
+//! Segments are preallocated with zeros ahead of their records; a zero length prefix ends a
+//! segment's records. Sequence numbers start at 1 and are contiguous across segments; the first record's
 //! `prev_hash` is 32 zero bytes. A checkpoint is a record of type 1 whose payload is a
 //! `JournalEvent::Checkpoint`: an ed25519 signature by the appliance key over
 //! `otgate-journal-checkpoint-v1 ‖ covers_seq u64 LE ‖ head_hash`, where `covers_seq` and
@@ -34,6 +35,8 @@
 //! - An exclusive lock (`journal/LOCK`) keeps a second writer out.
 //! - A torn tail (a crash mid-write) is cut on open, kept aside under `journal/torn/`, and the
 //!   cut is journaled (`JournalEvent::TailCut`).
+//! - A signed head marker (`journal/HEAD`, see [`head`]) names the last durable checkpoint and
+//!   whether the writer closed cleanly, so that records cut from the end are noticed.
 //! - Disk budget: normal appends are refused with [`JournalError::BudgetExhausted`] once the
 //!   budget less the reserve is used; [`Priority::Reserve`] appends (denials, break-glass) use the
 //!   reserve.
@@ -43,6 +46,7 @@ pub mod event;
 pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod head;
 pub mod keys;
 pub mod read;
 pub mod record;

@@ -2,9 +2,12 @@
 //! order and yields each [`StoredRecord`], from the first or from a given sequence number.
 //!
 //! It checks each frame (length, CRC-32C, hash) but not the chain or the signatures; that is
-//! [`super::verify`]'s job. A partial frame at the very end of the last segment is a write in
-//! progress (or a torn tail not yet cut) and ends the iteration quietly; anything else that
-//! does not decode is an error naming the segment, the byte offset and the last good seq.
+//! [`super::verify`]'s job. A zero length prefix ends a segment's records (segments are
+//! preallocated with zeros; what follows is [`super::verify`]'s concern). A partial frame at the
+//! very end of the last segment is a write in progress (or a torn tail not yet cut) and ends the
+//! iteration quietly; anything else that does not decode is an error naming the segment, the
+//! byte offset and the last good seq. [`JournalTail`] reads only new bytes, a chunk at a time,
+//! and stops at the zero fill, so following a preallocated segment costs what its records do.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -102,6 +105,25 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     Ok(segments)
 }
 
+/// The last record's seq in the journal `dir` (0 if none), reading only its last segments.
+pub fn head_seq(dir: &Path) -> Result<u64, ReadError> {
+    let segments = list_segments(dir).map_err(|source| ReadError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    // The last segment may hold no record yet: start one segment earlier.
+    let from = segments
+        .len()
+        .checked_sub(2)
+        .and_then(|i| segments.get(i))
+        .map_or(0, |(first, _)| *first);
+    let mut head = 0;
+    for record in JournalReader::from_seq(dir, from)? {
+        head = record?.seq;
+    }
+    Ok(head)
+}
+
 /// Iterates the journal's records in order. See the module doc.
 #[derive(Debug)]
 pub struct JournalReader {
@@ -177,13 +199,15 @@ impl JournalReader {
                 return Ok(None);
             };
             let rest = segment.bytes.get(segment.offset..).unwrap_or_default();
-            if rest.is_empty() {
+            if record::at_end(rest) {
                 self.current = None;
                 continue;
             }
             let raw = match record::decode(rest) {
                 Ok(raw) => raw,
                 Err(FrameError::Truncated { .. }) if segment.is_last => return Ok(None),
+                // A write torn by a crash, not yet cut (the next open cuts it).
+                Err(_) if segment.is_last && record::is_torn_write(rest) => return Ok(None),
                 Err(error) => {
                     return Err(ReadError::Frame {
                         segment: segment.path.clone(),
@@ -236,6 +260,31 @@ impl Iterator for JournalReader {
     }
 }
 
+/// How much [`JournalTail`] reads at once (more when a frame is larger).
+const READ_CHUNK: usize = 256 << 10;
+
+/// Read up to `len` bytes of `file` from `offset` into `buf` (fewer at the file's end).
+fn read_at_most(
+    file: &std::fs::File,
+    offset: u64,
+    len: usize,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    buf.resize(len, 0);
+    let mut filled = 0;
+    while let Some(space) = buf.get_mut(filled..).filter(|s| !s.is_empty()) {
+        match file.read_at(space, offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(())
+}
+
 /// Follows the journal as it grows: each [`JournalTail::read_up_to`] returns the records
 /// written since the last call (up to a limit), reading only the new bytes. Used by the sled
 /// state and by follow-mode export, which must see every record exactly once, in order.
@@ -279,8 +328,10 @@ impl JournalTail {
         limit: u64,
         mut each: impl FnMut(StoredRecord) -> Result<(), E>,
     ) -> Result<u64, E> {
-        use std::io::{Read, Seek, SeekFrom};
         let mut count = 0;
+        // The segment whose end was read once more after a later segment appeared.
+        let mut rechecked: Option<u64> = None;
+        let mut buf = Vec::new();
         while self.next_seq <= limit {
             let (first, path, offset) = match self.position.take() {
                 Some(position) => position,
@@ -298,57 +349,81 @@ impl JournalTail {
                     }
                 }
             };
-            let mut bytes = Vec::new();
-            std::fs::File::open(&path)
-                .and_then(|mut f| {
-                    f.seek(SeekFrom::Start(offset))
-                        .and_then(|_| f.read_to_end(&mut bytes))
-                })
-                .map_err(|source| ReadError::Io {
+            let file = std::fs::File::open(&path).map_err(|source| ReadError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            // Read from `at`, a chunk at a time, until the end of the records on disk now.
+            let mut at = offset;
+            let mut want = READ_CHUNK;
+            let mut stop = false;
+            loop {
+                read_at_most(&file, at, want, &mut buf).map_err(|source| ReadError::Io {
                     path: path.clone(),
                     source,
                 })?;
-            let mut used = 0usize;
-            let mut stop = false;
-            while let Some(rest) = bytes.get(used..).filter(|r| !r.is_empty()) {
-                let raw = match record::decode(rest) {
-                    Ok(raw) => raw,
-                    Err(FrameError::Truncated { .. }) => break,
-                    Err(error) => {
-                        let error = ReadError::Frame {
-                            segment: path.clone(),
-                            offset: offset + used as u64,
-                            after_seq: self.next_seq.saturating_sub(1),
-                            error,
-                        };
-                        self.position = Some((first, path, offset + used as u64));
-                        return Err(error.into());
+                let at_eof = buf.len() < want;
+                let mut used = 0usize;
+                let mut more = None;
+                while let Some(rest) = buf.get(used..).filter(|r| !r.is_empty()) {
+                    if record::at_end(rest) && (rest.len() >= 4 || at_eof) {
+                        break;
                     }
-                };
-                if raw.seq > limit {
-                    stop = true;
-                    break;
-                }
-                if raw.seq >= self.next_seq {
-                    let record = match decode_record(&raw) {
-                        Ok(record) => record,
-                        Err(e) => {
-                            self.position = Some((first, path, offset + used as u64));
-                            return Err(e.into());
+                    let raw = match record::decode(rest) {
+                        Ok(raw) => raw,
+                        Err(FrameError::Truncated { needed, .. }) => {
+                            if !at_eof {
+                                more = Some(needed);
+                            }
+                            break;
+                        }
+                        // A write torn by a crash, not yet cut (the next open cuts it).
+                        Err(_) if record::is_torn_write(rest) => break,
+                        Err(error) => {
+                            let error = ReadError::Frame {
+                                segment: path.clone(),
+                                offset: at + used as u64,
+                                after_seq: self.next_seq.saturating_sub(1),
+                                error,
+                            };
+                            self.position = Some((first, path, at + used as u64));
+                            return Err(error.into());
                         }
                     };
-                    if let Err(e) = each(record) {
-                        self.position = Some((first, path, offset + used as u64));
-                        return Err(e);
+                    if raw.seq > limit {
+                        stop = true;
+                        break;
                     }
-                    count += 1;
-                    self.next_seq = raw.seq + 1;
+                    if raw.seq >= self.next_seq {
+                        let record = match decode_record(&raw) {
+                            Ok(record) => record,
+                            Err(e) => {
+                                self.position = Some((first, path, at + used as u64));
+                                return Err(e.into());
+                            }
+                        };
+                        if let Err(e) = each(record) {
+                            self.position = Some((first, path, at + used as u64));
+                            return Err(e);
+                        }
+                        count += 1;
+                        self.next_seq = raw.seq + 1;
+                    }
+                    used += raw.frame_len;
+                    if self.next_seq > limit {
+                        stop = true;
+                        break;
+                    }
                 }
-                used += raw.frame_len;
+                at += used as u64;
+                match more {
+                    // A frame continues past this chunk: read again from it, far enough.
+                    Some(needed) if !stop => want = needed.max(READ_CHUNK),
+                    _ => break,
+                }
             }
-            let end = offset + used as u64;
             if stop || self.next_seq > limit {
-                self.position = Some((first, path, end));
+                self.position = Some((first, path, at));
                 break;
             }
             // Everything on disk in this segment is read: move on if a later segment exists.
@@ -357,11 +432,16 @@ impl JournalTail {
                 source,
             })?;
             match segments.into_iter().find(|(f, _)| *f > first) {
+                // The segment was closed after this read began: read its end once more first.
+                Some(_) if rechecked != Some(first) => {
+                    rechecked = Some(first);
+                    self.position = Some((first, path, at));
+                }
                 Some((next_first, next_path)) => {
                     self.position = Some((next_first, next_path, SEGMENT_HEADER_LEN as u64))
                 }
                 None => {
-                    self.position = Some((first, path, end));
+                    self.position = Some((first, path, at));
                     break;
                 }
             }

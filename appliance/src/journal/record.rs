@@ -137,6 +137,33 @@ pub fn encode(
     hash
 }
 
+/// Whether `rest`, the bytes where a segment's next frame would begin, marks the end of its
+/// records: segments are preallocated with zeros, and no valid frame declares a body length
+/// of 0, so a zero length prefix (or fewer than 4 bytes, all zero) is the end.
+pub fn at_end(rest: &[u8]) -> bool {
+    match rest.get(..4) {
+        Some(prefix) => prefix == [0; 4],
+        None => rest.iter().all(|b| *b == 0),
+    }
+}
+
+/// The offset, relative to `rest`, one past its last non-zero byte (0 if it is all zeros):
+/// how much of a preallocated tail holds something other than the zero fill.
+pub fn nonzero_len(rest: &[u8]) -> usize {
+    rest.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)
+}
+
+/// Whether a frame at the start of `rest` that does not decode is what a crash in the middle
+/// of a write leaves at the end of the open segment: nothing but zeros after the extent its
+/// length prefix declares (or no complete prefix at all).
+pub fn is_torn_write(rest: &[u8]) -> bool {
+    let declared = rest
+        .get(..4)
+        .and_then(|p| p.try_into().ok())
+        .map_or(0, |p: [u8; 4]| u32::from_le_bytes(p) as usize);
+    nonzero_len(rest) <= FRAME_PREFIX_LEN.saturating_add(declared).saturating_add(HASH_LEN)
+}
+
 /// The length of a frame whose payload has `payload_len` bytes.
 pub fn frame_len(payload_len: usize) -> usize {
     FRAME_PREFIX_LEN + BODY_HEADER_LEN + payload_len + HASH_LEN
@@ -329,6 +356,17 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_length_prefix_is_the_end_and_no_frame_looks_like_one() {
+        assert!(at_end(&[]));
+        assert!(at_end(&[0, 0]));
+        assert!(at_end(&[0, 0, 0, 0, 7]));
+        assert!(!at_end(&[0, 0, 1]));
+        assert!(!at_end(&one()));
+        assert_eq!(nonzero_len(&[0, 0, 0]), 0);
+        assert_eq!(nonzero_len(&[0, 3, 0, 0]), 2);
+    }
+
+    #[test]
     fn segment_names_round_trip() {
         assert_eq!(segment_name(12), "00000000000000000012.seg");
         assert_eq!(parse_segment_name(&segment_name(12)), Some(12));
@@ -338,6 +376,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn no_encoded_frame_is_an_end_marker(payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut out = Vec::new();
+            encode(&mut out, RecordType::Event, 1, 0, 0, &[0; 32], &payload);
+            prop_assert!(!at_end(&out));
+        }
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = decode(&bytes);

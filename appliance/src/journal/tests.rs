@@ -128,6 +128,16 @@ async fn reopening_continues_the_chain_and_a_second_writer_is_locked_out() {
     assert!(records.windows(2).all(|w| w[1].prev_hash == w[0].hash));
 }
 
+/// Where a segment's records end (its zero fill begins).
+fn records_end(segment: &Path) -> usize {
+    let bytes = std::fs::read(segment).unwrap();
+    let mut offset = record::SEGMENT_HEADER_LEN;
+    while !record::at_end(&bytes[offset..]) {
+        offset += record::decode(&bytes[offset..]).unwrap().frame_len;
+    }
+    offset
+}
+
 #[test]
 fn a_torn_tail_is_cut_kept_aside_and_journaled() {
     let dir = tempfile::tempdir().unwrap();
@@ -135,8 +145,9 @@ fn a_torn_tail_is_cut_kept_aside_and_journaled() {
     journal.append_blocking(note(1)).unwrap();
     drop(journal);
     let (_, segment) = list_segments(dir.path()).unwrap().pop().unwrap();
-    let good_len = std::fs::metadata(&segment).unwrap().len();
-    // Half a record, as a crash during a write would leave.
+    let good_len = records_end(&segment);
+    let size = std::fs::metadata(&segment).unwrap().len();
+    // Half a record over the zero fill, as a crash during a write would leave.
     let mut half = Vec::new();
     record::encode(
         &mut half,
@@ -149,9 +160,9 @@ fn a_torn_tail_is_cut_kept_aside_and_journaled() {
     );
     half.truncate(half.len() / 2);
     let mut bytes = std::fs::read(&segment).unwrap();
-    bytes.extend_from_slice(&half);
+    bytes[good_len..good_len + half.len()].copy_from_slice(&half);
     std::fs::write(&segment, &bytes).unwrap();
-    // A reader stops quietly at a partial last frame.
+    // A reader stops quietly at a torn last frame.
     assert_eq!(read_all(dir.path()).len(), 4);
 
     let journal = Journal::open(dir.path(), key(), JournalConfig::default()).unwrap();
@@ -167,14 +178,127 @@ fn a_torn_tail_is_cut_kept_aside_and_journaled() {
         _ => None,
     });
     let (offset, cut_bytes, saved_as) = cut.expect("a tail_cut record");
-    assert_eq!((offset, cut_bytes), (good_len, half.len() as u64));
+    // What is cut ends at the last non-zero byte: the rest is the fill.
+    let written = record::nonzero_len(&half);
+    assert_eq!((offset, cut_bytes), (good_len as u64, written as u64));
     assert_eq!(
         std::fs::read(dir.path().join("torn").join(saved_as)).unwrap(),
-        half
+        &half[..written]
     );
     assert!(records
         .windows(2)
         .all(|w| w[1].prev_hash == w[0].hash && w[1].seq == w[0].seq + 1));
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        size,
+        "the cut zeroes, it keeps the preallocated size"
+    );
+    super::verify::verify(dir.path(), &key().verifying_key()).unwrap();
+}
+
+#[test]
+fn bytes_after_the_zero_fill_are_cut_on_open() {
+    // A crash can persist a later page of a batch but not an earlier one: the records end at a
+    // zero prefix, yet non-zero bytes follow. They were never acknowledged; they are cut.
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), key(), JournalConfig::default()).unwrap();
+    journal.append_blocking(note(1)).unwrap();
+    drop(journal);
+    let (_, segment) = list_segments(dir.path()).unwrap().pop().unwrap();
+    let good_len = records_end(&segment);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[good_len + 5000..good_len + 5010].copy_from_slice(&[0xAB; 10]);
+    std::fs::write(&segment, &bytes).unwrap();
+    assert!(matches!(
+        super::verify::verify(dir.path(), &key().verifying_key()).unwrap_err().damage,
+        super::verify::Damage::Altered { .. }
+    ));
+    let journal = Journal::open(dir.path(), key(), JournalConfig::default()).unwrap();
+    drop(journal);
+    let cut = read_all(dir.path()).into_iter().find_map(|r| match r.event {
+        Event::Journal(JournalEvent::TailCut { offset, bytes, .. }) => Some((offset, bytes)),
+        _ => None,
+    });
+    assert_eq!(cut, Some((good_len as u64, 5010)));
+    super::verify::verify(dir.path(), &key().verifying_key()).unwrap();
+}
+
+#[test]
+fn the_open_segment_is_preallocated_and_appends_keep_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), key(), JournalConfig::default()).unwrap();
+    journal.append_blocking(note(0)).unwrap();
+    let (_, segment) = list_segments(dir.path()).unwrap().pop().unwrap();
+    let size = std::fs::metadata(&segment).unwrap().len();
+    assert!(size >= writer::MIN_PREALLOC, "{size}");
+    for i in 1..20 {
+        journal.append_blocking(note(i)).unwrap();
+    }
+    assert_eq!(std::fs::metadata(&segment).unwrap().len(), size);
+    assert!(records_end(&segment) < size as usize);
+    // Past the first chunk, the fill grows ahead of the records, in the batch's own sync.
+    let big = Event::Journal(JournalEvent::Note {
+        actor: None,
+        text: "x".repeat(30_000),
+    });
+    for _ in 0..4 {
+        journal.append_blocking(big.clone()).unwrap();
+    }
+    let grown = std::fs::metadata(&segment).unwrap().len();
+    assert!(grown > size && records_end(&segment) < grown as usize);
+    assert_eq!(read_all(dir.path()).len(), 2 + 20 + 4);
+    // A follower reads exactly the records, not the fill.
+    let mut tail = read::JournalTail::new(dir.path(), 1);
+    assert_eq!(tail.read_up_to(u64::MAX).unwrap().len(), 2 + 20 + 4);
+    assert!(tail.read_up_to(u64::MAX).unwrap().is_empty());
+    journal.append_blocking(note(99)).unwrap();
+    assert_eq!(tail.read_up_to(u64::MAX).unwrap().len(), 1);
+}
+
+#[test]
+fn a_clean_close_signs_the_head_and_an_unclean_stop_is_journaled_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), key(), JournalConfig::default()).unwrap();
+    journal.append_blocking(note(1)).unwrap();
+    drop(journal);
+    let marker = head::read(dir.path()).unwrap().expect("a head marker");
+    let last = read_all(dir.path()).pop().unwrap();
+    assert!(last.is_checkpoint());
+    assert_eq!((marker.checkpoint_seq, marker.clean), (last.seq, true));
+    assert_eq!(marker.checkpoint_hash, last.hash);
+    assert!(marker.is_signed_by(&key().verifying_key()));
+
+    // Reopened after the clean close: not unclean.
+    let journal = Journal::open(dir.path(), key(), JournalConfig::default()).unwrap();
+    journal.append_blocking(note(2)).unwrap();
+    let opened = |records: &[StoredRecord]| -> (bool, Option<u64>) {
+        records
+            .iter()
+            .rev()
+            .find_map(|r| match r.event {
+                Event::Journal(JournalEvent::Opened {
+                    unclean_stop,
+                    signed_head_seq,
+                    ..
+                }) => Some((unclean_stop, signed_head_seq)),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(opened(&read_all(dir.path())), (false, Some(last.seq)));
+    // A crash: the writer never closes (no shutdown checkpoint, the marker stays behind).
+    std::mem::forget(journal);
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && path.file_name().unwrap() != "LOCK" {
+            std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let journal = Journal::open(copy.path(), key(), JournalConfig::default()).unwrap();
+    drop(journal);
+    assert_eq!(opened(&read_all(copy.path())), (true, Some(last.seq)));
+    super::verify::verify(copy.path(), &key().verifying_key()).unwrap();
 }
 
 #[test]
@@ -381,5 +505,17 @@ fn a_segment_with_a_damaged_header_is_moved_aside_and_the_journal_still_opens() 
         "the journal continues from the last good segment"
     );
     assert!(recorded.seq() > first);
-    super::verify::verify(dir.path(), &key().verifying_key()).unwrap();
+    // The records of the moved segment are gone from the chain, and verify says so: the open
+    // found the journal shorter than its signed head.
+    match super::verify::verify(dir.path(), &key().verifying_key())
+        .unwrap_err()
+        .damage
+    {
+        super::verify::Damage::CutBeforeOpen {
+            journal_ended,
+            signed_head,
+            ..
+        } => assert!(journal_ended + 1 == first && signed_head >= first),
+        other => panic!("{other}"),
+    }
 }

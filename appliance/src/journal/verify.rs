@@ -9,6 +9,11 @@
 //! What it can and cannot prove: every record up to the last checkpoint is proven by the
 //! appliance's signature; records after it are chained but unsigned (an attacker able to write
 //! the files could rewrite or drop them consistently), so the report says how many there are.
+//! Cutting records from the end, checkpoints included, is caught by the signed head marker
+//! (`journal/HEAD`, see [`super::head`]): the journal must reach the checkpoint it names, and
+//! every `journal.opened` record must not name a signed head beyond the journal it found. A
+//! missing marker is reported (`signed_head_seq: None`), not counted as damage: journals copied
+//! without it still verify as far as their checkpoints go.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +21,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Serialize;
 
 use super::event::{Event, JournalEvent};
+use super::head::{self, HeadMarker};
 use super::read::list_segments;
 use super::record::{self, FrameError, RecordType, GENESIS_HASH, HASH_LEN, SEGMENT_HEADER_LEN};
 
@@ -39,6 +45,10 @@ pub struct Verified {
     pub unsigned_tail: u64,
     /// The key id the checkpoints were verified against.
     pub key_id: String,
+    /// The checkpoint named by the signed head marker, if there is one.
+    pub signed_head_seq: Option<u64>,
+    /// Whether that marker says the writer closed cleanly there.
+    pub signed_head_clean: Option<bool>,
 }
 
 /// Where in the files a damage is.
@@ -150,6 +160,33 @@ pub enum Damage {
         /// What is wrong.
         detail: String,
     },
+    /// The journal is shorter than its signed head marker says: records were cut from its end.
+    #[error("the journal ends at seq {journal_ends} but the last signed head says {signed_head}: records {}..={signed_head} were cut from the end", journal_ends + 1)]
+    CutAfterSignedHead {
+        /// The last record present.
+        journal_ends: u64,
+        /// The checkpoint seq the signed head marker names.
+        signed_head: u64,
+    },
+    /// At an earlier open the journal was shorter than its signed head marker said: records
+    /// were cut while the appliance was down (and the journal has grown again since).
+    #[error("when the journal was opened (record seq {opened_seq}) it ended at seq {journal_ended} but the last signed head said {signed_head}: records {}..={signed_head} had been cut from the end", journal_ended + 1)]
+    CutBeforeOpen {
+        /// The `journal.opened` record that saw it.
+        opened_seq: u64,
+        /// Where the journal ended then.
+        journal_ended: u64,
+        /// The checkpoint seq the signed head marker named then.
+        signed_head: u64,
+    },
+    /// The signed head marker does not match the journal, or is not signed by the appliance key.
+    #[error("the signed head marker ({}) {detail}", path.display())]
+    HeadMarker {
+        /// The marker file.
+        path: PathBuf,
+        /// What does not match.
+        detail: String,
+    },
     /// A file could not be read.
     #[error("cannot read {}: {reason}", path.display())]
     Unreadable {
@@ -171,7 +208,9 @@ impl Damage {
             Damage::Removed { first, .. } => Some(*first),
             Damage::Reordered { expected, .. } => Some(*expected),
             Damage::Truncated { after_seq, .. } => Some(after_seq + 1),
-            Damage::Segment { .. } | Damage::Unreadable { .. } => None,
+            Damage::CutAfterSignedHead { journal_ends, .. } => Some(journal_ends + 1),
+            Damage::CutBeforeOpen { journal_ended, .. } => Some(journal_ended + 1),
+            Damage::Segment { .. } | Damage::HeadMarker { .. } | Damage::Unreadable { .. } => None,
         }
     }
 }
@@ -191,7 +230,14 @@ struct Walker<'k> {
     verified: Verified,
     expected_seq: u64,
     prev_hash: [u8; HASH_LEN],
+    /// The signed head marker read before the segments (so that it never names more than
+    /// they hold while a writer runs).
+    marker: Option<HeadMarker>,
+    marker_path: PathBuf,
 }
+
+/// How a `journal.opened` record's payload begins (serde writes the tags first).
+const OPENED_PREFIX: &[u8] = br#"{"category":"journal","kind":"opened","#;
 
 /// Verify the journal in `dir` against the appliance public key `key`.
 pub fn verify(dir: &Path, key: &VerifyingKey) -> Result<Verified, Box<VerifyFailure>> {
@@ -203,6 +249,8 @@ pub fn verify(dir: &Path, key: &VerifyingKey) -> Result<Verified, Box<VerifyFail
         },
         expected_seq: 1,
         prev_hash: GENESIS_HASH,
+        marker: None,
+        marker_path: head::path(dir),
     };
     match walker.walk(dir) {
         Ok(()) => Ok(walker.verified),
@@ -215,6 +263,34 @@ pub fn verify(dir: &Path, key: &VerifyingKey) -> Result<Verified, Box<VerifyFail
 
 impl Walker<'_> {
     fn walk(&mut self, dir: &Path) -> Result<(), Damage> {
+        self.marker = head::read(dir).map_err(|e| Damage::Unreadable {
+            path: self.marker_path.clone(),
+            reason: e.to_string(),
+        })?;
+        self.segments(dir)?;
+        if let Some(marker) = self.marker {
+            if !marker.is_signed_by(self.key) {
+                return Err(Damage::HeadMarker {
+                    path: self.marker_path.clone(),
+                    detail: format!(
+                        "naming checkpoint seq {} is not signed by the appliance key {}",
+                        marker.checkpoint_seq, self.verified.key_id
+                    ),
+                });
+            }
+            self.verified.signed_head_seq = Some(marker.checkpoint_seq);
+            self.verified.signed_head_clean = Some(marker.clean);
+            if marker.checkpoint_seq > self.verified.head_seq {
+                return Err(Damage::CutAfterSignedHead {
+                    journal_ends: self.verified.head_seq,
+                    signed_head: marker.checkpoint_seq,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn segments(&mut self, dir: &Path) -> Result<(), Damage> {
         let segments = list_segments(dir).map_err(|e| Damage::Unreadable {
             path: dir.to_path_buf(),
             reason: e.to_string(),
@@ -273,6 +349,20 @@ impl Walker<'_> {
                 segment: name.into(),
                 offset: offset as u64,
             };
+            if record::at_end(rest) {
+                // The zero fill of a preallocated segment: nothing else may follow.
+                let garbage = record::nonzero_len(rest);
+                if garbage > 0 {
+                    return Err(Damage::Altered {
+                        seq: self.expected_seq,
+                        at,
+                        detail: format!(
+                            "a zero length prefix ends the records, but {garbage} bytes after it are not zero"
+                        ),
+                    });
+                }
+                break;
+            }
             let raw = match record::decode(rest) {
                 Ok(raw) => raw,
                 Err(FrameError::Truncated { needed, available }) => {
@@ -291,11 +381,18 @@ impl Walker<'_> {
                     })
                 }
                 Err(e) => {
+                    // In the open segment, a frame followed by nothing but the zero fill is
+                    // what a crash in the middle of a write leaves.
+                    let torn = is_last && record::is_torn_write(rest);
                     return Err(Damage::Altered {
                         seq: self.expected_seq,
                         at,
-                        detail: e.to_string(),
-                    })
+                        detail: if torn {
+                            format!("{e}; it is the open segment's last frame, as a crash during a write leaves it, and the next open cuts it")
+                        } else {
+                            e.to_string()
+                        },
+                    });
                 }
             };
             if raw.seq != self.expected_seq {
@@ -313,9 +410,27 @@ impl Walker<'_> {
                 });
             }
             if raw.record_type == RecordType::Checkpoint {
-                self.checkpoint(&raw, at)?;
+                self.checkpoint(&raw, at.clone())?;
             } else {
                 self.verified.unsigned_tail += 1;
+                if raw.payload.starts_with(OPENED_PREFIX) {
+                    self.opened(&raw)?;
+                }
+            }
+            if let Some(marker) = self.marker.filter(|m| m.checkpoint_seq == raw.seq) {
+                if marker.checkpoint_hash != raw.hash || raw.record_type != RecordType::Checkpoint
+                {
+                    return Err(Damage::HeadMarker {
+                        path: self.marker_path.clone(),
+                        detail: format!(
+                            "names checkpoint seq {} with hash {}, but the record there ({at}) is {} with hash {}",
+                            marker.checkpoint_seq,
+                            hex::encode(marker.checkpoint_hash),
+                            if raw.record_type == RecordType::Checkpoint { "a checkpoint" } else { "an event" },
+                            hex::encode(raw.hash)
+                        ),
+                    });
+                }
             }
             last_type = Some(raw.record_type);
             self.prev_hash = raw.hash;
@@ -354,6 +469,25 @@ impl Walker<'_> {
                 at,
             }
         }
+    }
+
+    /// A `journal.opened` record: did the journal, when opened, reach its signed head?
+    fn opened(&self, raw: &record::RawRecord<'_>) -> Result<(), Damage> {
+        if let Ok(Event::Journal(JournalEvent::Opened {
+            head_seq,
+            signed_head_seq: Some(signed_head),
+            ..
+        })) = serde_json::from_slice::<Event>(raw.payload)
+        {
+            if signed_head > head_seq {
+                return Err(Damage::CutBeforeOpen {
+                    opened_seq: raw.seq,
+                    journal_ended: head_seq,
+                    signed_head,
+                });
+            }
+        }
+        Ok(())
     }
 
     fn checkpoint(&mut self, raw: &record::RawRecord<'_>, at: Location) -> Result<(), Damage> {

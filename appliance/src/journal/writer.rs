@@ -1,13 +1,22 @@
 //! The journal's single writer: opens (lock, scan, torn-tail cut), then owns the segment file on
 //! its own thread, writing batches of records with one `sync_data` each (group commit),
-//! checkpointing, rotating segments and enforcing the disk budget.
+//! checkpointing, rotating segments, keeping the signed head marker and enforcing the disk
+//! budget.
 //!
 //! Nobody is answered before their record is durable. After a failed write the batch is rolled
-//! back (`set_len`), every appender in it gets an error and the writer stops: the journal fails
+//! back (zeroed), every appender in it gets an error and the writer stops: the journal fails
 //! closed rather than guess what reached the disk.
+//!
+//! Why segments are preallocated: a `sync_data` after an append that grows the file must also
+//! commit the new size and extents (a filesystem journal commit); one after overwriting blocks
+//! that are already allocated and written needs only the data. So the open segment is kept
+//! zero-filled ahead of its records (growing by chunks of up to [`MAX_PREALLOC`], in the same
+//! sync as a batch), and most batches are overwrites. A zero length prefix is the end of the
+//! records. A closed segment is trimmed to its records. Readers never see a partial batch: the
+//! batch is written with its first length prefix zeroed, and that prefix last.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -16,6 +25,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signer, SigningKey};
 
 use super::event::{CheckpointReason, Event, JournalEvent};
+use super::head::{HeadMarker, HeadWriter};
 use super::read::list_segments;
 use super::record::{self, RecordType, GENESIS_HASH, HASH_LEN, SEGMENT_HEADER_LEN};
 use super::{JournalConfig, JournalError, Priority, Recorded, Request, Responder, Status};
@@ -68,6 +78,8 @@ struct Scan {
     valid_len: u64,
     /// Why scanning stopped before the end, if it did.
     failure: Option<String>,
+    /// How many bytes from `valid_len` on are not the zero fill (to be cut).
+    torn_len: usize,
 }
 
 fn scan(bytes: &[u8], first_seq: u64) -> Scan {
@@ -77,9 +89,19 @@ fn scan(bytes: &[u8], first_seq: u64) -> Scan {
         since_checkpoint: 0,
         valid_len: offset as u64,
         failure: None,
+        torn_len: 0,
     };
     let mut expected = first_seq;
     while let Some(rest) = bytes.get(offset..).filter(|rest| !rest.is_empty()) {
+        if record::at_end(rest) {
+            let garbage = record::nonzero_len(rest);
+            if garbage > 0 {
+                scan.failure = Some(format!(
+                    "{garbage} bytes after the end of the records are not the zero fill"
+                ));
+            }
+            break;
+        }
         let raw = match record::decode(rest) {
             Ok(raw) => raw,
             Err(e) => {
@@ -113,21 +135,52 @@ fn scan(bytes: &[u8], first_seq: u64) -> Scan {
         offset += raw.frame_len;
         scan.valid_len = offset as u64;
     }
+    if scan.failure.is_some() {
+        scan.torn_len = record::nonzero_len(bytes.get(scan.valid_len as usize..).unwrap_or_default());
+    }
     scan
 }
 
 /// The longest a batch waits for more appenders (see `run`).
 const MAX_LINGER: Duration = Duration::from_millis(2);
+/// The zero fill kept ahead of the records grows by chunks from this size...
+pub(super) const MIN_PREALLOC: u64 = 64 << 10;
+/// ...doubling up to this one.
+pub(super) const MAX_PREALLOC: u64 = 8 << 20;
+/// Zeros to write from.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+/// Write `len` zero bytes into `file` at `offset`.
+fn write_zeros(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(ZEROS.len() as u64);
+        file.write_all_at(ZEROS.get(..n as usize).unwrap_or_default(), offset + done)?;
+        done += n;
+    }
+    Ok(())
+}
 
 pub(super) struct Writer {
     dir: PathBuf,
     key: SigningKey,
     key_id: String,
     config: JournalConfig,
-    /// The open segment, written at its end.
+    /// The open segment, written after its last record.
     file: File,
     segment_path: PathBuf,
+    /// Where its records end.
     segment_len: u64,
+    /// Its size on disk: records, then zero fill.
+    capacity: u64,
+    /// The signed head marker (`journal/HEAD`).
+    head: HeadWriter,
+    /// The last checkpoint record written, once durable named by the head marker.
+    last_checkpoint_record: Option<Recorded>,
+    /// The head marker is behind the last durable checkpoint.
+    marker_due: bool,
+    /// The batch's answers (kept to reuse its allocation).
+    accepted: Vec<(Responder, Recorded)>,
     next_seq: u64,
     head_hash: [u8; HASH_LEN],
     used_bytes: u64,
@@ -183,13 +236,23 @@ impl Writer {
         let mut last = None;
         while let Some((first_seq, path)) = segments.last().cloned() {
             let mut bytes = fs::read(&path).map_err(io("read", &path))?;
-            if bytes.len() < SEGMENT_HEADER_LEN
-                && record::segment_header(first_seq).starts_with(&bytes)
+            let header = record::segment_header(first_seq);
+            let written = record::nonzero_len(&bytes);
+            if record::parse_segment_header(&bytes).is_none()
+                && written <= SEGMENT_HEADER_LEN
+                && header.starts_with(bytes.get(..written).unwrap_or_default())
             {
-                // A crash while the segment was being created: finish its header.
-                bytes = record::segment_header(first_seq).to_vec();
-                fs::write(&path, &bytes)
-                    .and_then(|()| File::open(&path).and_then(|f| f.sync_all()))
+                // A crash while the segment was being created (a part of its header, then
+                // nothing but zeros): finish its header.
+                if let Some(start) = bytes.get_mut(..SEGMENT_HEADER_LEN) {
+                    start.copy_from_slice(&header);
+                } else {
+                    bytes = header.to_vec();
+                }
+                OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.write_all_at(&header, 0).and_then(|()| f.sync_all()))
                     .map_err(io("write", &path))?;
             }
             if record::parse_segment_header(&bytes) == Some(first_seq) {
@@ -220,7 +283,7 @@ impl Writer {
             Some(last) => last,
             None => {
                 let path = dir.join(record::segment_name(1));
-                create_segment(&path, 1)?;
+                create_segment(&path, 1, MIN_PREALLOC.min(config.segment_bytes))?;
                 sync_dir(dir)?;
                 segments.push((1, path.clone()));
                 internal.insert(
@@ -235,7 +298,10 @@ impl Writer {
         };
         let found = scan(&bytes, first_seq);
         if let Some(reason) = &found.failure {
-            let cut = bytes.get(found.valid_len as usize..).unwrap_or_default();
+            let cut_start = found.valid_len as usize;
+            let cut = bytes
+                .get(cut_start..cut_start + found.torn_len)
+                .unwrap_or_default();
             let torn_dir = dir.join("torn");
             fs::create_dir_all(&torn_dir).map_err(io("create", &torn_dir))?;
             let name = segment_path
@@ -252,7 +318,8 @@ impl Writer {
                 .write(true)
                 .open(&segment_path)
                 .map_err(io("open", &segment_path))?;
-            file.set_len(found.valid_len)
+            // Back to the zero fill, keeping the file's size.
+            write_zeros(&file, found.valid_len, cut.len() as u64)
                 .and_then(|()| file.sync_all())
                 .map_err(io("cut the torn tail of", &segment_path))?;
             tracing::warn!(segment = %name, offset = found.valid_len, bytes = cut.len(), %reason, "cut a torn journal tail");
@@ -278,19 +345,44 @@ impl Writer {
                 None => (first_seq.saturating_sub(1), GENESIS_HASH, 0),
             },
         };
-        let mut used_bytes = 0;
-        for (_, path) in &segments {
+        // Closed segments count with their size, the open one with its records only (its zero
+        // fill is at most one chunk of preallocation).
+        let mut used_bytes = found.valid_len;
+        for (_, path) in segments.iter().filter(|(_, p)| *p != segment_path) {
             used_bytes += fs::metadata(path).map_err(io("stat", path))?.len();
         }
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&segment_path)
             .map_err(io("open", &segment_path))?;
-        let segment_len = file.metadata().map_err(io("stat", &segment_path))?.len();
+        let capacity = file.metadata().map_err(io("stat", &segment_path))?.len();
+        let segment_len = found.valid_len;
+        // Did the last writer close cleanly (its signed head names the journal's last record)?
+        let marker = super::head::read(dir).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "journal: cannot read the head marker");
+            None
+        });
+        let clean = marker.is_some_and(|m| {
+            m.clean && m.checkpoint_seq == head_seq && m.checkpoint_hash == head_hash
+        });
+        if let Some(m) = marker.filter(|m| m.checkpoint_seq > head_seq) {
+            tracing::error!(
+                journal_ends = head_seq,
+                signed_head = m.checkpoint_seq,
+                "the journal ends before the record its signed head marker names: records were cut"
+            );
+        }
+        let unclean_stop = head_seq > 0 && !clean;
+        if unclean_stop {
+            tracing::warn!(head_seq, "journal: the last writer did not close cleanly");
+        }
         internal.push(JournalEvent::Opened {
             head_seq,
             pid: std::process::id(),
+            unclean_stop,
+            signed_head_seq: marker.map(|m| m.checkpoint_seq),
         });
+        let head = HeadWriter::open(dir).map_err(io("open", &super::head::path(dir)))?;
 
         let mut writer = Writer {
             dir: dir.to_path_buf(),
@@ -300,6 +392,11 @@ impl Writer {
             file,
             segment_path,
             segment_len,
+            capacity,
+            head,
+            last_checkpoint_record: None,
+            marker_due: false,
+            accepted: Vec::new(),
             next_seq: head_seq + 1,
             head_hash,
             used_bytes,
@@ -315,7 +412,7 @@ impl Writer {
         for event in internal {
             writer.push_internal(&event);
         }
-        writer.flush(&mut Vec::new()).map_err(|e| match e {
+        writer.flush().map_err(|e| match e {
             JournalError::WriteFailed { path, reason } => JournalError::Io {
                 action: "write",
                 path,
@@ -381,9 +478,31 @@ impl Writer {
         if self.since_checkpoint > 0 {
             self.buf.clear();
             self.push_checkpoint(CheckpointReason::Shutdown);
-            if let Err(e) = self.flush(&mut Vec::new()) {
+            if let Err(e) = self.flush() {
                 tracing::error!(error = %e, "journal: final checkpoint failed");
+                return;
             }
+        }
+        // A clean close: the head marker names the last record, a checkpoint.
+        match self.last_checkpoint_record {
+            Some(last) if last.seq + 1 == self.next_seq => {
+                self.write_marker(last, true);
+            }
+            _ => {}
+        }
+    }
+
+    /// Sign and write the head marker naming checkpoint `record`. A failure is reported, not
+    /// fatal: the marker is a second witness, the journal stays the truth.
+    fn write_marker(&mut self, record: Recorded, clean: bool) {
+        let marker = HeadMarker::sign(&self.key, record.seq, record.hash, clean);
+        match self.head.write(&marker) {
+            Ok(()) => self.marker_due = false,
+            Err(e) => tracing::error!(
+                error = %e,
+                path = %self.head.path().display(),
+                "journal: cannot update the signed head marker"
+            ),
         }
     }
 
@@ -400,7 +519,8 @@ impl Writer {
         self.buf.clear();
         let budget = self.config.budget_bytes;
         let reserve = self.config.reserve_bytes.min(budget);
-        let mut accepted: Vec<(Responder, Recorded)> = Vec::with_capacity(batch.len());
+        let mut accepted = std::mem::take(&mut self.accepted);
+        accepted.clear();
         for request in batch.drain(..) {
             let needed = record::frame_len(request.payload.len()) as u64;
             let used = self.used_bytes + self.buf.len() as u64;
@@ -454,26 +574,52 @@ impl Writer {
         } else if periodic {
             self.push_checkpoint(CheckpointReason::Periodic);
         }
-        self.flush(&mut accepted)?;
+        self.accepted = accepted;
+        self.flush()?;
         if rotate {
             self.rotate()?;
         }
         Ok(())
     }
 
-    /// Write and sync `buf`, then answer `accepted`. On failure roll back and answer errors.
-    fn flush(&mut self, accepted: &mut Vec<(Responder, Recorded)>) -> Result<(), JournalError> {
+    /// The size the open segment should have once its records end at `end`: unchanged while at
+    /// least a quarter chunk of zero fill is left, else one chunk (doubling from
+    /// [`MIN_PREALLOC`] to [`MAX_PREALLOC`]) past `end`, but not past the segment size.
+    fn capacity_for(&self, end: u64) -> u64 {
+        let chunk = self.capacity.clamp(MIN_PREALLOC, MAX_PREALLOC);
+        if end + chunk / 4 <= self.capacity {
+            return self.capacity;
+        }
+        let cap = (end + chunk).min(self.config.segment_bytes.max(end));
+        cap.max(self.capacity)
+    }
+
+    /// Write and sync `buf`, then answer the accepted appenders. On failure roll back (zero the
+    /// batch's bytes) and answer errors.
+    fn flush(&mut self) -> Result<(), JournalError> {
         if !self.buf.is_empty() {
+            let start = self.segment_len;
+            let end = start + self.buf.len() as u64;
+            let capacity = self.capacity_for(end);
+            // The first length prefix goes last, so that a reader sees all of the batch or none.
+            let mut prefix = [0u8; 4];
+            if let Some(first) = self.buf.get_mut(..4) {
+                prefix.copy_from_slice(first);
+                first.fill(0);
+            }
             let written = self
                 .file
-                .write_all(&self.buf)
+                .write_all_at(&self.buf, start)
+                .and_then(|()| {
+                    let filled = self.capacity.max(end);
+                    write_zeros(&self.file, filled, capacity.saturating_sub(filled))
+                })
+                .and_then(|()| self.file.write_all_at(&prefix, start))
                 .and_then(|()| self.file.sync_data());
             if let Err(e) = written {
                 let reason = e.to_string();
-                // Roll the file back so that no unacknowledged bytes stay behind, if we can.
-                let _ = self
-                    .file
-                    .set_len(self.segment_len)
+                // Zero the batch so that no unacknowledged bytes stay behind, if we can.
+                let _ = write_zeros(&self.file, start, end - start)
                     .and_then(|()| self.file.sync_data());
                 if let Ok(mut status) = self.status.lock() {
                     status.failed = Some(format!(
@@ -481,7 +627,7 @@ impl Writer {
                         self.segment_path.display()
                     ));
                 }
-                for (responder, _) in accepted.drain(..) {
+                for (responder, _) in self.accepted.drain(..) {
                     responder.send(Err(JournalError::WriteFailed {
                         path: self.segment_path.clone(),
                         reason: reason.clone(),
@@ -492,7 +638,8 @@ impl Writer {
                     reason,
                 });
             }
-            self.segment_len += self.buf.len() as u64;
+            self.capacity = capacity.max(end);
+            self.segment_len = end;
             self.used_bytes += self.buf.len() as u64;
             self.buf.clear();
         }
@@ -501,8 +648,14 @@ impl Writer {
             status.head_hash = self.head_hash;
             status.used_bytes = self.used_bytes;
         }
-        for (responder, recorded) in accepted.drain(..) {
+        for (responder, recorded) in self.accepted.drain(..) {
             responder.send(Ok(recorded));
+        }
+        // After the appenders: the marker is not on their path.
+        if self.marker_due {
+            if let Some(last) = self.last_checkpoint_record {
+                self.write_marker(last, false);
+            }
         }
         Ok(())
     }
@@ -527,14 +680,17 @@ impl Writer {
         );
         self.next_seq += 1;
         self.head_hash = hash;
+        let recorded = Recorded { seq, hash };
         match record_type {
             RecordType::Event => self.since_checkpoint += 1,
             RecordType::Checkpoint => {
                 self.since_checkpoint = 0;
                 self.last_checkpoint = Instant::now();
+                self.last_checkpoint_record = Some(recorded);
+                self.marker_due = true;
             }
         }
-        Recorded { seq, hash }
+        recorded
     }
 
     fn push_internal(&mut self, event: &JournalEvent) {
@@ -566,14 +722,21 @@ impl Writer {
         }
     }
 
-    /// Close the current segment (its checkpoint is already written) and start the next one.
+    /// Close the current segment (its checkpoint is already written): trim it to its records,
+    /// then start the next one, preallocated.
     fn rotate(&mut self) -> Result<(), JournalError> {
         let path = self.dir.join(record::segment_name(self.next_seq));
-        let result = create_segment(&path, self.next_seq)
+        let initial = MIN_PREALLOC.min(self.config.segment_bytes).max(SEGMENT_HEADER_LEN as u64);
+        let result = self
+            .file
+            .set_len(self.segment_len)
+            .and_then(|()| self.file.sync_all())
+            .map_err(io("trim", &self.segment_path))
+            .and_then(|()| create_segment(&path, self.next_seq, initial))
             .and_then(|()| sync_dir(&self.dir))
             .and_then(|()| {
                 OpenOptions::new()
-                    .append(true)
+                    .write(true)
                     .open(&path)
                     .map_err(io("open", &path))
             });
@@ -582,6 +745,7 @@ impl Writer {
                 self.file = file;
                 self.segment_path = path;
                 self.segment_len = SEGMENT_HEADER_LEN as u64;
+                self.capacity = initial;
                 self.used_bytes += SEGMENT_HEADER_LEN as u64;
                 Ok(())
             }
@@ -595,13 +759,18 @@ impl Writer {
     }
 }
 
-fn create_segment(path: &Path, first_seq: u64) -> Result<(), JournalError> {
-    let mut file = OpenOptions::new()
+/// Create a segment: its header, then zeros up to `size` bytes, synced.
+fn create_segment(path: &Path, first_seq: u64, size: u64) -> Result<(), JournalError> {
+    let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(io("create", path))?;
-    file.write_all(&record::segment_header(first_seq))
+    file.write_all_at(&record::segment_header(first_seq), 0)
+        .and_then(|()| {
+            let header = SEGMENT_HEADER_LEN as u64;
+            write_zeros(&file, header, size.saturating_sub(header))
+        })
         .and_then(|()| file.sync_all())
         .map_err(io("write", path))
 }

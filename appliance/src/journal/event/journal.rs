@@ -26,6 +26,14 @@ pub enum JournalEvent {
         head_seq: u64,
         /// The writer's process id.
         pid: u32,
+        /// The last writer did not close cleanly (a crash, a kill, or records cut): the signed
+        /// head marker did not name the journal's last record as a clean close.
+        #[serde(default)]
+        unclean_stop: bool,
+        /// The checkpoint seq that the signed head marker named at this open, if there was one.
+        /// Above `head_seq`, records were cut from the end while the appliance was down.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signed_head_seq: Option<u64>,
     },
     /// Bytes at the end of the last segment that did not form valid records (a crash during a
     /// write, or damage) were cut on open. They were never acknowledged; a copy is kept aside.

@@ -13,7 +13,9 @@
 //! is not an audit decision, and journaling it would feed the export forever.
 
 pub mod collector;
+mod config;
 pub mod format;
+pub mod service;
 pub mod transport;
 
 use std::collections::VecDeque;
@@ -27,7 +29,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use config::ExportConfigError;
 pub use format::Format;
+pub use service::Exporter;
 use transport::Sink;
 pub use transport::TlsTrust;
 
@@ -340,31 +344,212 @@ impl From<ReadError> for Step {
     }
 }
 
+/// What an exporter is doing or last did, for `otgate audit export --status`. It is written
+/// beside the cursor (`<destination>.status.json`) when the exporter starts, connects, fails and
+/// stops; not durably: it is for the operator, the cursor is the truth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportStatus {
+    /// The destination, as given.
+    pub destination: String,
+    /// The format.
+    pub format: String,
+    /// The exporting process.
+    pub pid: u32,
+    /// Whether it follows the journal (the daemon's exporter, or `--follow`).
+    pub follow: bool,
+    /// When it started.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Whether it is connected now (as of its last change).
+    pub connected: bool,
+    /// When it last connected.
+    pub last_connected_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last failure (connection refused, reset, TLS), if any.
+    pub last_error: Option<String>,
+    /// When it happened.
+    pub last_error_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Failures since it started.
+    pub failures: u64,
+    /// When it stopped (`None` while it runs, or if it was killed).
+    pub stopped_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The status file beside a cursor file.
+pub fn status_path(cursor_path: &Path) -> PathBuf {
+    let name = cursor_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".cursor.json").unwrap_or(name);
+    cursor_path.with_file_name(format!("{stem}.status.json"))
+}
+
+/// Read a status file (`None` if there is none).
+pub fn load_status(path: &Path) -> Result<Option<ExportStatus>, ExportError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ExportError::Cursor {
+                path: path.into(),
+                reason: e.to_string(),
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ExportError::Cursor {
+            path: path.into(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Every cursor under the data dir's `export/`, with its status file if there is one.
+pub fn list(data_dir: &DataDir) -> Result<Vec<(Cursor, Option<ExportStatus>)>, ExportError> {
+    let dir = data_dir.export_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(ExportError::Cursor {
+                path: dir,
+                reason: e.to_string(),
+            })
+        }
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_cursor = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(".cursor.json"));
+        if !is_cursor {
+            continue;
+        }
+        if let Some(cursor) = load_cursor(&path)? {
+            found.push((cursor, load_status(&status_path(&path))?));
+        }
+    }
+    found.sort_by(|a, b| (&a.0.destination, &a.0.format).cmp(&(&b.0.destination, &b.0.format)));
+    Ok(found)
+}
+
+/// Keeps the status file of one export run.
+struct StatusFile {
+    path: PathBuf,
+    status: ExportStatus,
+}
+
+impl StatusFile {
+    fn start(path: PathBuf, cursor: &Cursor, follow: bool) -> StatusFile {
+        let file = StatusFile {
+            path,
+            status: ExportStatus {
+                destination: cursor.destination.clone(),
+                format: cursor.format.clone(),
+                pid: std::process::id(),
+                follow,
+                started_at: chrono::Utc::now(),
+                connected: false,
+                last_connected_at: None,
+                last_error: None,
+                last_error_at: None,
+                failures: 0,
+                stopped_at: None,
+            },
+        };
+        file.store();
+        file
+    }
+
+    fn record(&mut self, notice: &ExportNotice) {
+        let now = chrono::Utc::now();
+        match notice {
+            ExportNotice::Connected { .. } => {
+                self.status.connected = true;
+                self.status.last_connected_at = Some(now);
+            }
+            ExportNotice::Failed { error, .. } => {
+                self.status.connected = false;
+                self.status.last_error = Some(error.clone());
+                self.status.last_error_at = Some(now);
+                self.status.failures += 1;
+            }
+            ExportNotice::Confirmed { .. } => return,
+        }
+        self.store();
+    }
+
+    fn finish(&mut self, result: &Result<ExportReport, ExportError>) {
+        let now = chrono::Utc::now();
+        self.status.connected = false;
+        self.status.stopped_at = Some(now);
+        if let Err(e) = result {
+            self.status.last_error = Some(e.to_string());
+            self.status.last_error_at = Some(now);
+            self.status.failures += 1;
+        }
+        self.store();
+    }
+
+    /// Write it (temporary file and rename; a failure is only traced).
+    fn store(&self) {
+        let tmp = self.path.with_extension("tmp");
+        let written = serde_json::to_vec_pretty(&self.status)
+            .map_err(io::Error::other)
+            .and_then(|bytes| {
+                if let Some(dir) = self.path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::write(&tmp, bytes)
+            })
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = written {
+            tracing::warn!(path = %self.path.display(), error = %e, "export: cannot write the status file");
+        }
+    }
+}
+
 /// Export the journal of `data_dir` as `options` say. Blocking: run it on its own thread
-/// (or `spawn_blocking`) when following.
+/// (or `spawn_blocking`) when following. Its progress is kept in the status file beside the
+/// cursor ([`status_path`]).
 pub fn export(
     data_dir: &DataDir,
     options: &ExportOptions,
     mut notice: impl FnMut(&ExportNotice),
 ) -> Result<ExportReport, ExportError> {
-    let journal_dir = data_dir.journal_dir();
     let path = cursor_path(data_dir, &options.destination, options.format);
-    let mut cursor = load_cursor(&path)?.unwrap_or(Cursor {
+    let cursor = load_cursor(&path)?.unwrap_or(Cursor {
         destination: options.destination.to_string(),
         format: format!("{:?}", options.format).to_lowercase(),
         confirmed_seq: 0,
         updated_at: chrono::Utc::now(),
     });
-    let tls = match (&options.destination, &options.tls_trust) {
+    let mut status = StatusFile::start(status_path(&path), &cursor, options.follow);
+    let result = run(data_dir, options, path, cursor, |n: &ExportNotice| {
+        status.record(n);
+        notice(n);
+    });
+    status.finish(&result);
+    result
+}
+
+fn run(
+    data_dir: &DataDir,
+    options: &ExportOptions,
+    path: PathBuf,
+    mut cursor: Cursor,
+    mut notice: impl FnMut(&ExportNotice),
+) -> Result<ExportReport, ExportError> {
+    let journal_dir = data_dir.journal_dir();
+    let (tls, pinned) = match (&options.destination, &options.tls_trust) {
         (Destination::SyslogTls { .. }, Some(trust)) => {
-            Some(transport::client_config(trust).map_err(ExportError::Tls)?)
+            let (config, pinned) = transport::client_config(trust).map_err(ExportError::Tls)?;
+            (Some(config), pinned)
         }
         (Destination::SyslogTls { .. }, None) => {
             return Err(ExportError::Tls(
                 "syslog+tls needs --ca FILE or --pin-sha256 HEX".into(),
             ))
         }
-        _ => None,
+        _ => (None, None),
     };
     let mut report = ExportReport {
         confirmed_seq: cursor.confirmed_seq,
@@ -407,6 +592,12 @@ pub fn export(
                     });
                 }
                 Err(source) => {
+                    let source = match &options.tls_trust {
+                        Some(TlsTrust::Pin(pin)) => {
+                            transport::explain_pin_mismatch(source, pin, pinned.as_ref())
+                        }
+                        _ => source,
+                    };
                     report.failures += 1;
                     if !options.follow {
                         return Err(ExportError::Unreachable {

@@ -308,13 +308,22 @@ fn a_tls_export_verifies_the_collector_by_ca_or_pin() {
     // A wrong pin is refused and nothing moves.
     let mut opts = options(destination.clone(), Format::Cef);
     opts.tls_trust = Some(TlsTrust::Pin([0; 32]));
-    assert!(matches!(
-        export(&data, &opts, |_| {}),
+    match export(&data, &opts, |_| {}) {
         Err(ExportError::Unreachable {
             confirmed_seq: 0,
+            source,
             ..
-        })
-    ));
+        }) => {
+            // The shared pinned verifier names the certificate the collector presented.
+            let expected = format!(
+                "the collector's certificate is sha256:{}, not the pinned sha256:{}",
+                hex::encode(pin),
+                hex::encode([0u8; 32])
+            );
+            assert_eq!(source.to_string(), expected);
+        }
+        other => panic!("{other:?}"),
+    }
     // No trust at all is a usage error.
     opts.tls_trust = None;
     assert!(matches!(
@@ -341,4 +350,74 @@ fn a_tls_export_verifies_the_collector_by_ca_or_pin() {
         .collect();
     assert_eq!(cef.len() as u64, journal.head().seq);
     assert_eq!(messages.len() as u64, 2 * journal.head().seq);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_exporter_catches_up_after_an_outage_and_stops_on_shutdown() {
+    let root = tempfile::tempdir().unwrap();
+    let data = DataDir::new(root.path());
+    let journal = Journal::open_for_tests(root.path()).unwrap();
+    for i in 0..10 {
+        journal.append(note(i)).await.unwrap();
+    }
+    let collector = Collector::start_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = collector.addr();
+    // Configured as `otgate serve` reads it, and run as `daemon::run` runs it.
+    std::fs::write(
+        data.config_file(),
+        format!(
+            "[journal]\ncheckpoint_every = '1h'\n[export]\nto = 'syslog+tcp://{addr}'\nhostname = 'gw'\n\
+             ack_timeout = '200ms'\nretry_max = '200ms'\npoll_interval = '20ms'\n"
+        ),
+    )
+    .unwrap();
+    let exporter = Exporter::from_config(&data, &journal).unwrap().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(exporter.run(shutdown.clone()));
+    let status = || {
+        let mut all = list(&data).unwrap();
+        assert_eq!(all.len(), 1);
+        all.remove(0)
+    };
+
+    let head = journal.head().seq;
+    wait_until("the first records arrive", || {
+        collector.messages().len() as u64 >= head
+    });
+    let before = collector.stop(); // the outage
+    for i in 10..30 {
+        journal.append(note(i)).await.unwrap();
+    }
+    wait_until("the outage shows in the status", || {
+        let (_, status) = status();
+        status.is_some_and(|s| !s.connected && s.last_error.is_some() && s.stopped_at.is_none())
+    });
+    let (cursor, _) = status();
+    assert!(cursor.confirmed_seq <= head, "nothing past the outage is confirmed");
+
+    let collector = Collector::start_tcp(addr).unwrap();
+    for i in 30..35 {
+        journal.append(note(i)).await.unwrap();
+    }
+    let head = journal.head().seq;
+    wait_until("the backlog arrives", || {
+        collector
+            .messages()
+            .iter()
+            .any(|m| seq_of(&m.message) == head)
+    });
+    shutdown.cancel();
+    task.await.unwrap();
+    let after = collector.stop();
+
+    let all: BTreeSet<u64> = before
+        .iter()
+        .chain(after.iter())
+        .map(|m| seq_of(&m.message))
+        .collect();
+    assert_eq!(all, (1..=head).collect::<BTreeSet<_>>(), "no gaps");
+    let (cursor, status) = status();
+    assert_eq!(cursor.confirmed_seq, head, "a clean stop confirms what was sent");
+    let status = status.unwrap();
+    assert!(status.follow && status.stopped_at.is_some() && status.failures >= 1);
 }

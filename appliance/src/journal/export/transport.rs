@@ -1,6 +1,7 @@
 //! Where export messages go: a local file (a line each, `sync_data` per batch), or a syslog
 //! collector over TCP (RFC 6587 octet counting) or TLS (RFC 5425, rustls with ring; the server
-//! is verified against a CA file or pinned by the SHA-256 of its certificate).
+//! is verified against a CA file or pinned by the SHA-256 of its certificate, with the pinned
+//! verifier of `otgate_sync::net::tls`, the one bundle pulls use).
 //!
 //! Syslog has no acknowledgements, so delivery is confirmed from TCP itself: the socket's
 //! `TCP_USER_TIMEOUT` is the ack timeout, so a connection that is still healthy one ack timeout
@@ -15,10 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
-use sha2::{Digest, Sha256};
+use otgate_sync::net::tls::{load_certs, pinned_client_config, CertPin, PinnedVerifier};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 /// How the TLS client trusts the collector.
 #[derive(Debug, Clone)]
@@ -219,99 +219,50 @@ impl Sink {
     }
 }
 
-/// A rustls client configuration (ring) trusting the collector as `trust` says.
-pub fn client_config(trust: &TlsTrust) -> Result<Arc<ClientConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let config = match trust {
+/// A rustls client configuration (ring) trusting the collector as `trust` says, and for a pin,
+/// the verifier (shared with bundle pulls: `otgate_sync::net::tls`), which tells after a
+/// refused handshake which certificate the collector presented.
+pub fn client_config(trust: &TlsTrust) -> Result<(Arc<ClientConfig>, Option<PinnedVerifier>), String> {
+    match trust {
         TlsTrust::CaFile(path) => {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+            for cert in load_certs(path).map_err(|e| e.to_string())? {
                 roots
                     .add(cert)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
             }
-            if roots.is_empty() {
-                return Err(format!("{} holds no PEM certificate", path.display()));
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            let config = ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            Ok((Arc::new(config), None))
         }
-        TlsTrust::Pin(pin) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedServer {
-                pin: *pin,
-                provider,
-            }))
-            .with_no_client_auth(),
-    };
-    Ok(Arc::new(config))
-}
-
-/// Accepts exactly the server certificate with the pinned SHA-256, and checks the handshake
-/// signatures with it.
-#[derive(Debug)]
-struct PinnedServer {
-    pin: [u8; 32],
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedServer {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let digest: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-        if digest == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
-                "the collector's certificate has SHA-256 {}, not the pinned {}",
-                hex::encode(digest),
-                hex::encode(self.pin)
-            )))
+        TlsTrust::Pin(pin) => {
+            let (config, verifier) =
+                pinned_client_config(CertPin(*pin)).map_err(|e| e.to_string())?;
+            Ok((config, Some(verifier)))
         }
     }
+}
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+/// Name the certificate a collector presented instead of the pinned one, if that is why a
+/// connection failed.
+pub(crate) fn explain_pin_mismatch(
+    error: io::Error,
+    pin: &[u8; 32],
+    verifier: Option<&PinnedVerifier>,
+) -> io::Error {
+    match verifier.and_then(PinnedVerifier::offered) {
+        Some(offered) if offered != CertPin(*pin) => io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "the collector's certificate is {offered}, not the pinned {}",
+                CertPin(*pin)
+            ),
+        ),
+        _ => error,
     }
 }

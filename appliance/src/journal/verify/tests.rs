@@ -39,7 +39,7 @@ fn frames(path: &Path) -> Vec<(usize, usize, u64)> {
     let bytes = std::fs::read(path).unwrap();
     let mut out = Vec::new();
     let mut offset = SEGMENT_HEADER_LEN;
-    while offset < bytes.len() {
+    while !record::at_end(&bytes[offset..]) {
         let raw = record::decode(&bytes[offset..]).unwrap();
         out.push((offset, raw.frame_len, raw.seq));
         offset += raw.frame_len;
@@ -297,17 +297,99 @@ fn a_segment_replaced_by_one_signed_with_another_key_is_reported() {
 #[test]
 fn records_after_the_last_checkpoint_are_counted_as_unsigned() {
     let dir = tempfile::tempdir().unwrap();
-    journal(dir.path(), 1, 3);
-    let last = segments(dir.path()).pop().unwrap();
-    let (offset, _, _) = *frames(&last).last().unwrap();
-    // Drop the shutdown checkpoint, as a crash would.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&last)
-        .unwrap()
-        .set_len(offset as u64)
-        .unwrap();
+    let config = JournalConfig {
+        segment_bytes: 3_000,
+        ..JournalConfig::default()
+    };
+    let journal = Journal::open(dir.path(), key(1), config).unwrap();
+    for i in 0..3 {
+        journal.append_blocking(note(i)).unwrap();
+    }
+    // A crash: no shutdown checkpoint, no signed head yet.
+    std::mem::forget(journal);
     let verified = verify(dir.path(), &key(1).verifying_key()).unwrap();
     assert_eq!(verified.unsigned_tail, 5);
     assert_eq!(verified.checkpoints, 0);
+    assert_eq!(verified.signed_head_seq, None);
+}
+
+/// Cut the last segment so that it ends just before record `seq`.
+fn cut_before(dir: &Path, seq: u64) {
+    let (path, offset, _) = find(dir, seq);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(offset as u64)
+        .unwrap();
+}
+
+#[test]
+fn records_cut_after_the_last_checkpoint_are_reported_against_the_signed_head() {
+    // 2 opening records and 3 notes; the clean close adds checkpoint seq 6 and signs the head.
+    let dir = tempfile::tempdir().unwrap();
+    journal(dir.path(), 1, 3);
+    let verified = verify(dir.path(), &key(1).verifying_key()).unwrap();
+    assert_eq!(
+        (verified.signed_head_seq, verified.signed_head_clean),
+        (Some(6), Some(true))
+    );
+    // Drop the closing checkpoint: the chain alone still verifies, the signed head does not.
+    cut_before(dir.path(), 6);
+    let failure = verify(dir.path(), &key(1).verifying_key()).unwrap_err();
+    assert_eq!(
+        failure.damage,
+        Damage::CutAfterSignedHead {
+            journal_ends: 5,
+            signed_head: 6
+        }
+    );
+    assert_eq!(
+        failure.damage.to_string(),
+        "the journal ends at seq 5 but the last signed head says 6: records 6..=6 were cut from the end"
+    );
+    assert_eq!(failure.verified.head_seq, 5);
+    cut_before(dir.path(), 3);
+    assert_eq!(
+        damage(dir.path()),
+        Damage::CutAfterSignedHead {
+            journal_ends: 2,
+            signed_head: 6
+        }
+    );
+
+    // The appliance opens the cut journal (it must, for break-glass) and writes on: the open
+    // records what it found, and verify keeps reporting the cut after the head moved on.
+    let journal = Journal::open(dir.path(), key(1), JournalConfig::default()).unwrap();
+    journal.append_blocking(note(9)).unwrap();
+    drop(journal);
+    match damage(dir.path()) {
+        Damage::CutBeforeOpen {
+            opened_seq: 3,
+            journal_ended: 2,
+            signed_head: 6,
+        } => {}
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn a_head_marker_from_another_key_or_naming_another_record_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    journal(dir.path(), 1, 3);
+    let marker = crate::journal::head::read(dir.path()).unwrap().unwrap();
+    let forged =
+        crate::journal::head::HeadMarker::sign(&key(2), marker.checkpoint_seq, marker.checkpoint_hash, true);
+    let mut writer = crate::journal::head::HeadWriter::open(dir.path()).unwrap();
+    writer.write(&forged).unwrap();
+    writer.write(&forged).unwrap();
+    assert!(matches!(damage(dir.path()), Damage::HeadMarker { .. }));
+    // Signed by the right key, but naming a record that is not that checkpoint.
+    let wrong = crate::journal::head::HeadMarker::sign(&key(1), 4, [7; 32], true);
+    writer.write(&wrong).unwrap();
+    writer.write(&wrong).unwrap();
+    match damage(dir.path()) {
+        Damage::HeadMarker { detail, .. } => assert!(detail.contains("seq 4"), "{detail}"),
+        other => panic!("{other}"),
+    }
 }
