@@ -340,3 +340,103 @@ impl AccessPolicy for PolicyAccess {
 pub fn source_of(addr: std::net::SocketAddr) -> IpAddr {
     addr.ip()
 }
+
+#[cfg(test)]
+mod tests {
+    //! Expiry never widens access: valid and on grace the policy decides (on grace with a
+    //! warning), lapsed only break-glass is granted and only break-glass grants stay covered.
+    use super::*;
+    use chrono::TimeZone;
+
+    fn plant() -> Arc<Policy> {
+        Arc::new(
+            otgate_policy::parse(
+                include_str!("../../../policies/examples/plant.toml"),
+                "plant.toml",
+            )
+            .unwrap(),
+        )
+    }
+
+    /// Saturday 2026-11-28 07:00 in Berlin, inside the maintenance window.
+    fn saturday() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, 6, 0, 0).unwrap()
+    }
+
+    fn validity() -> BundleValidity {
+        BundleValidity {
+            version: 7,
+            hash: [7; 32],
+            expires_at: saturday() + chrono::TimeDelta::minutes(10),
+            grace_until: saturday() + chrono::TimeDelta::minutes(20),
+        }
+    }
+
+    fn ask(requester: &str, asset: &str, emergency: bool, start: DateTime<Utc>) -> Ask {
+        Ask {
+            requester: requester.into(),
+            asset: asset.into(),
+            operations: vec!["read".into()],
+            start,
+            duration_secs: 600,
+            ticket: Some("CHG-1234".into()),
+            reason: "test".into(),
+            source: None,
+            mfa: true,
+            emergency,
+        }
+    }
+
+    #[test]
+    fn a_lapsed_policy_grants_only_break_glass() {
+        let minutes = |m| saturday() + chrono::TimeDelta::minutes(m);
+        let access = PolicyAccess::with_validity(plant(), validity(), saturday());
+        let maintenance = |m| ask("alice", "line3-plc", false, minutes(m));
+        let break_glass = ask("oscar", "safety-plc", true, minutes(25));
+        assert!(matches!(
+            access.decide(&maintenance(5), minutes(5)),
+            Answer::NeedApproval(ref t) if !t.words.contains("grace")
+        ));
+        match access.decide(&maintenance(15), minutes(15)) {
+            Answer::NeedApproval(t) => {
+                assert!(t.words.contains("enforced on grace"), "{}", t.words)
+            }
+            other => panic!("on grace the policy still decides: {other:?}"),
+        }
+        match access.decide(&maintenance(25), minutes(25)) {
+            Answer::Deny(why) => assert!(why.contains("lapsed") && why.contains("v7"), "{why}"),
+            other => panic!("lapsed: {other:?}"),
+        }
+        assert!(matches!(
+            access.decide(&break_glass, minutes(25)),
+            Answer::Allow(_)
+        ));
+        // An unsigned policy (tests) never lapses.
+        let unsigned = PolicyAccess::new(plant());
+        assert!(matches!(
+            unsigned.decide(&maintenance(25), minutes(25)),
+            Answer::NeedApproval(_)
+        ));
+    }
+
+    #[test]
+    fn a_lapsed_policy_covers_only_break_glass_grants() {
+        let ops = ["read".to_owned()];
+        let valid = PolicyAccess::with_validity(plant(), validity(), saturday());
+        assert!(valid
+            .still_covers("alice", "line3-plc", "line3-maintenance", &ops)
+            .is_ok());
+        let lapsed = PolicyAccess::with_validity(
+            plant(),
+            validity(),
+            saturday() + chrono::TimeDelta::minutes(25),
+        );
+        let why = lapsed
+            .still_covers("alice", "line3-plc", "line3-maintenance", &ops)
+            .unwrap_err();
+        assert!(why.contains("lapsed"), "{why}");
+        assert!(lapsed
+            .still_covers("oscar", "safety-plc", "break-glass", &ops)
+            .is_ok());
+    }
+}
