@@ -124,19 +124,24 @@ fn show_status(status: &GrantStatus, warned: &mut BTreeSet<u32>) -> bool {
         }
     }
     if status.state.is_final() {
-        println!(
-            "grant {} is {}{}; sessions are closed",
-            status.grant_id,
-            status.state,
-            status
-                .outcome
-                .as_deref()
-                .map(|o| format!(": {o}"))
-                .unwrap_or_default()
-        );
+        println!("{}; sessions are closed", final_words(status));
         return true;
     }
     false
+}
+
+/// "grant G-0001 is revoked: policy change: ...".
+fn final_words(status: &GrantStatus) -> String {
+    format!(
+        "grant {} is {}{}",
+        status.grant_id,
+        status.state,
+        status
+            .outcome
+            .as_deref()
+            .map(|o| format!(": {o}"))
+            .unwrap_or_default()
+    )
 }
 
 /// Follow the grant's status frames, reopening the tunnel when it breaks, until the grant is
@@ -214,16 +219,7 @@ async fn serve(args: ConnectArgs, tunnel: Arc<ResolvedTunnel>) -> anyhow::Result
     };
     if status.state.is_final() {
         return Err(super::hint(
-            anyhow::anyhow!(
-                "grant {} is {}{}",
-                args.grant,
-                status.state,
-                status
-                    .outcome
-                    .as_deref()
-                    .map(|o| format!(": {o}"))
-                    .unwrap_or_default()
-            ),
+            anyhow::anyhow!("{}", final_words(&status)),
             "more time is a new request: otgate request ...",
         ));
     }
