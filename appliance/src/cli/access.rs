@@ -222,7 +222,7 @@ pub fn approve(globals: &Globals, args: ApproveArgs) -> anyhow::Result<ExitCode>
 /// Arguments of `otgate deny`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  otgate deny R-0002 --as sue --reason 'line 3 runs this weekend'"
+    after_help = "Who may approve a request may deny it (a role it requires, or a named approver).\n\nExample:\n  otgate deny R-0002 --as sue --reason 'line 3 runs this weekend'"
 )]
 pub struct DenyArgs {
     /// The request to deny (`R-0001`).
@@ -294,7 +294,9 @@ pub fn grants(globals: &Globals, args: GrantsArgs) -> anyhow::Result<ExitCode> {
 
 /// Arguments of `otgate revoke`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  otgate revoke G-0001 --as sue --reason 'unexpected writes'")]
+#[command(
+    after_help = "Only supervising OT identities (kind approver in the policy) revoke; operators cut a\nsession with otgate sessions kill.\n\nExample:\n  otgate revoke G-0001 --as sue --reason 'unexpected writes'"
+)]
 pub struct RevokeArgs {
     /// The grant (`G-0001`) or pending request (`R-0001`).
     pub id: String,
@@ -323,7 +325,7 @@ pub fn revoke(globals: &Globals, args: RevokeArgs) -> anyhow::Result<ExitCode> {
 /// Arguments of `otgate review`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  otgate review\n  otgate review --sign-off G-0003 --as sue --totp 123456\n  otgate review import hq-review.otgr",
+    after_help = "A supervising OT identity (kind approver) other than the grant's user signs off at the\nconsole; HQ signs off with a signed review record (otgate authority review).\n\nExample:\n  otgate review\n  otgate review --sign-off G-0003 --as sue --totp 123456\n  otgate review import hq-review.otgr",
     args_conflicts_with_subcommands = true
 )]
 pub struct ReviewArgs {

@@ -36,6 +36,8 @@ use crate::tunnel::Purpose;
 /// How long `connect` waits for a status frame before it calls the status tunnel dead (the
 /// appliance sends one at least every `STATUS_HEARTBEAT`).
 const STATUS_SILENCE: Duration = Duration::from_secs(180);
+/// How long `connect` lets its sessions finish once the grant is over.
+const SESSIONS_DRAIN: Duration = Duration::from_secs(5);
 /// The longest wait between attempts to reopen a broken status tunnel.
 const MAX_STATUS_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -122,19 +124,24 @@ fn show_status(status: &GrantStatus, warned: &mut BTreeSet<u32>) -> bool {
         }
     }
     if status.state.is_final() {
-        println!(
-            "grant {} is {}{}; sessions are closed",
-            status.grant_id,
-            status.state,
-            status
-                .outcome
-                .as_deref()
-                .map(|o| format!(": {o}"))
-                .unwrap_or_default()
-        );
+        println!("{}; sessions are closed", final_words(status));
         return true;
     }
     false
+}
+
+/// "grant G-0001 is revoked: policy change: ...".
+fn final_words(status: &GrantStatus) -> String {
+    format!(
+        "grant {} is {}{}",
+        status.grant_id,
+        status.state,
+        status
+            .outcome
+            .as_deref()
+            .map(|o| format!(": {o}"))
+            .unwrap_or_default()
+    )
 }
 
 /// Follow the grant's status frames, reopening the tunnel when it breaks, until the grant is
@@ -212,16 +219,7 @@ async fn serve(args: ConnectArgs, tunnel: Arc<ResolvedTunnel>) -> anyhow::Result
     };
     if status.state.is_final() {
         return Err(super::hint(
-            anyhow::anyhow!(
-                "grant {} is {}{}",
-                args.grant,
-                status.state,
-                status
-                    .outcome
-                    .as_deref()
-                    .map(|o| format!(": {o}"))
-                    .unwrap_or_default()
-            ),
+            anyhow::anyhow!("{}", final_words(&status)),
             "more time is a new request: otgate request ...",
         ));
     }
@@ -238,23 +236,8 @@ async fn serve(args: ConnectArgs, tunnel: Arc<ResolvedTunnel>) -> anyhow::Result
         }
         _ => status.asset.clone(),
     };
-    println!(
-        "grant {} on {asset}: {}, ends at {} ({} min left)",
-        args.grant,
-        status.state,
-        status.end.to_rfc3339(),
-        status.remaining_secs / 60
-    );
     let over = CancellationToken::new();
     let mut warned = BTreeSet::new();
-    show_status(&status, &mut warned);
-    tokio::spawn(watch_status(
-        Arc::clone(&tunnel),
-        args.grant.clone(),
-        status_stream,
-        warned,
-        over.clone(),
-    ));
     let listener = TcpListener::bind(args.listen).await.map_err(|e| {
         super::hint(
             anyhow::anyhow!("cannot listen on {}: {e}", args.listen),
@@ -266,12 +249,32 @@ async fn serve(args: ConnectArgs, tunnel: Arc<ResolvedTunnel>) -> anyhow::Result
         "listening on {local}: each connection opens a session on grant {} for {asset} at {}",
         args.grant, tunnel.address
     );
+    println!(
+        "grant {} on {asset}: {}, ends at {} ({} min left)",
+        args.grant,
+        status.state,
+        status.end.to_rfc3339(),
+        status.remaining_secs / 60
+    );
+    show_status(&status, &mut warned);
+    tokio::spawn(watch_status(
+        Arc::clone(&tunnel),
+        args.grant.clone(),
+        status_stream,
+        warned,
+        over.clone(),
+    ));
     let slots = Arc::new(Semaphore::new(MAX_LOCAL_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-            () = over.cancelled() => return Ok(ExitCode::SUCCESS),
+            () = over.cancelled() => {
+                // The appliance closes the grant's sessions within a second: let them say so.
+                let all = u32::try_from(MAX_LOCAL_CONNECTIONS).unwrap_or(u32::MAX);
+                let _ = tokio::time::timeout(SESSIONS_DRAIN, slots.acquire_many(all)).await;
+                return Ok(ExitCode::SUCCESS);
+            }
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,

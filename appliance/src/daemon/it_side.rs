@@ -1,6 +1,7 @@
 //! The IT side of the daemon: the TLS listener, the tunnel's authentication (`tunnel::server`),
-//! and what an authenticated tunnel is for: a request to the grants service, or a broker session
-//! on an active grant.
+//! and what an authenticated tunnel is for: a request to the grants service, a broker session
+//! on an active grant, or the status of one of the client's own grants (frames now, at each
+//! warning and at the end; `otgate connect` prints them, so the session stream stays raw Modbus).
 //!
 //! Nothing reaches an OT asset from here without an active grant: a `Session` tunnel first gets a
 //! [`SessionLease`](crate::grants::SessionLease) from the grants service (active grant, same

@@ -1139,11 +1139,20 @@ impl Grants {
                             next = next.min(idle_by);
                         }
                     }
-                    let used = live.used_secs;
-                    if used >= live.checkpointed.saturating_add(PROGRESS_EVERY.as_secs()) {
-                        self.checkpoint(&mut registry, &grant_id, used).await?;
+                    // The instant its use reaches the next whole checkpoint interval.
+                    let since_last = live.checkpointed.saturating_sub(live.used_before);
+                    let due = live
+                        .counted_from
+                        .map(|from| from + Duration::from_secs(since_last) + PROGRESS_EVERY);
+                    match due {
+                        Some(due) if due <= mono => {
+                            self.checkpoint(&mut registry, &grant_id, live.used_secs)
+                                .await?;
+                            next = next.min(mono + PROGRESS_EVERY);
+                        }
+                        Some(due) => next = next.min(due),
+                        None => {}
                     }
-                    next = next.min(mono + PROGRESS_EVERY);
                     next = next.min(deadline);
                     let left = deadline - mono;
                     for minutes in WARN_MINUTES {
@@ -1350,6 +1359,7 @@ struct LiveView {
     used: bool,
     counted_from: Option<Instant>,
     used_secs: u64,
+    used_before: u64,
     checkpointed: u64,
 }
 
@@ -1362,6 +1372,7 @@ impl LiveView {
             used: live.used,
             counted_from: live.counted_from,
             used_secs: live.used_secs(now),
+            used_before: live.used_before,
             checkpointed: live.checkpointed,
         }
     }

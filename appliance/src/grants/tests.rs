@@ -219,6 +219,18 @@ pub(crate) fn service(policy: Plant, clock: &ManualClock) -> (Arc<Grants>, Arc<M
     (grants, memory)
 }
 
+/// The service as a restarted daemon has it: the registry rebuilt from the records so far.
+fn restarted(memory: &Arc<Memory>, clock: &ManualClock) -> Arc<Grants> {
+    let (notices, _) = broadcast::channel(8);
+    Grants::new(
+        memory.registry(),
+        memory.clone(),
+        Arc::new(plant(&[("shift-supervisor", 1)])),
+        Arc::new(clock.clone()),
+        notices,
+    )
+}
+
 pub(crate) fn ask(who: &str, start: DateTime<Utc>) -> Ask {
     Ask {
         requester: who.into(),
@@ -503,14 +515,7 @@ async fn a_restart_resumes_active_grants_and_ends_those_that_ran_out() {
     grants.approve("R-0002", "sue").await.unwrap();
     // Down for two hours: nothing ran out yet. The registry comes back from the records.
     clock.shift(chrono::Duration::hours(2));
-    let (notices, _) = broadcast::channel(8);
-    let again = Grants::new(
-        memory.registry(),
-        memory.clone(),
-        Arc::new(plant(&[("shift-supervisor", 1)])),
-        Arc::new(clock.clone()),
-        notices,
-    );
+    let again = restarted(&memory, &clock);
     again.resume().await.unwrap();
     assert_eq!(
         again.show("G-0001").await.unwrap().state,
@@ -528,14 +533,7 @@ async fn a_restart_resumes_active_grants_and_ends_those_that_ran_out() {
     assert_window(resumed.elapsed(), Duration::from_secs(2 * 3600));
     // Down past the end of everything.
     clock.shift(chrono::Duration::hours(10));
-    let (notices, _) = broadcast::channel(8);
-    let third = Grants::new(
-        memory.registry(),
-        memory.clone(),
-        Arc::new(plant(&[("shift-supervisor", 1)])),
-        Arc::new(clock.clone()),
-        notices,
-    );
+    let third = restarted(&memory, &clock);
     third.resume().await.unwrap();
     let g2 = third.show("G-0002").await.unwrap();
     assert!(g2.state.is_final(), "{:?}", g2.state);
@@ -955,14 +953,7 @@ async fn a_wall_clock_set_back_across_a_restart_does_not_lengthen_a_grant() {
     );
     // While the daemon is down, someone sets the wall clock back by three hours.
     clock.shift(-chrono::Duration::hours(3));
-    let (notices, _) = broadcast::channel(8);
-    let again = Grants::new(
-        memory.registry(),
-        memory.clone(),
-        Arc::new(plant(&[("shift-supervisor", 1)])),
-        Arc::new(clock.clone()),
-        notices,
-    );
+    let again = restarted(&memory, &clock);
     again.resume().await.unwrap();
     let shutdown = CancellationToken::new();
     let expiry = tokio::spawn(again.clone().run_expiry(shutdown.clone()));
@@ -983,14 +974,7 @@ async fn a_wall_clock_set_forward_across_a_restart_shortens_a_grant() {
     grants.approve("R-0001", "sam").await.unwrap();
     grants.checkpoint_all().await.unwrap();
     clock.shift(chrono::Duration::hours(3));
-    let (notices, _) = broadcast::channel(8);
-    let again = Grants::new(
-        memory.registry(),
-        memory.clone(),
-        Arc::new(plant(&[("shift-supervisor", 1)])),
-        Arc::new(clock.clone()),
-        notices,
-    );
+    let again = restarted(&memory, &clock);
     again.resume().await.unwrap();
     let shutdown = CancellationToken::new();
     tokio::spawn(again.clone().run_expiry(shutdown.clone()));

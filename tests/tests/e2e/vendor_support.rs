@@ -250,3 +250,50 @@ fn a_vendor_grant_ends_with_the_account_and_later_requests_are_refused() {
         describe(&out)
     );
 }
+
+/// The vendor rule ends the grant when its last session disconnects: through the real daemon,
+/// the grant ends (journaled with the reason) as soon as the vendor's only session leaves.
+#[test]
+fn the_vendor_grant_ends_when_its_last_session_disconnects() {
+    let mut appliance = TestAppliance::init(PLANT_POLICY);
+    appliance.start(Some(tuesday()));
+    let totp = appliance.totp("vendor-acme");
+    let out = appliance.request(
+        "vendor-acme",
+        &[
+            "--target",
+            "line1-plc",
+            "--op",
+            "read",
+            "--duration",
+            "2h",
+            "--reason",
+            "support",
+            "--totp",
+            &totp,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    for who in ["sam", "sue"] {
+        let code = appliance.totp(who);
+        let out = appliance.otgate(&["approve", "R-0001", "--as", who, "--totp", &code]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    }
+    let session = appliance
+        .open_session("vendor-acme", "G-0001", "line1-plc")
+        .unwrap();
+    // The session is the grant's only one; while it is open the grant stays active.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(appliance.state("G-0001"), "active");
+    drop(session);
+    appliance.wait_for_state("G-0001", "ended", Duration::from_secs(30));
+    let record = appliance.record("G-0001").unwrap();
+    assert_eq!(
+        record["outcome"]["reason"], "its last session disconnected",
+        "{record:#}"
+    );
+    assert!(appliance
+        .journal()
+        .iter()
+        .any(|(k, e)| k == "grant_ended" && e["reason"] == "last_disconnect"));
+}
