@@ -161,7 +161,10 @@ pub fn is_torn_write(rest: &[u8]) -> bool {
         .get(..4)
         .and_then(|p| p.try_into().ok())
         .map_or(0, |p: [u8; 4]| u32::from_le_bytes(p) as usize);
-    nonzero_len(rest) <= FRAME_PREFIX_LEN.saturating_add(declared).saturating_add(HASH_LEN)
+    nonzero_len(rest)
+        <= FRAME_PREFIX_LEN
+            .saturating_add(declared)
+            .saturating_add(HASH_LEN)
 }
 
 /// The length of a frame whose payload has `payload_len` bytes.

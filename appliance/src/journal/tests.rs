@@ -210,15 +210,19 @@ fn bytes_after_the_zero_fill_are_cut_on_open() {
     bytes[good_len + 5000..good_len + 5010].copy_from_slice(&[0xAB; 10]);
     std::fs::write(&segment, &bytes).unwrap();
     assert!(matches!(
-        super::verify::verify(dir.path(), &key().verifying_key()).unwrap_err().damage,
+        super::verify::verify(dir.path(), &key().verifying_key())
+            .unwrap_err()
+            .damage,
         super::verify::Damage::Altered { .. }
     ));
     let journal = Journal::open(dir.path(), key(), JournalConfig::default()).unwrap();
     drop(journal);
-    let cut = read_all(dir.path()).into_iter().find_map(|r| match r.event {
-        Event::Journal(JournalEvent::TailCut { offset, bytes, .. }) => Some((offset, bytes)),
-        _ => None,
-    });
+    let cut = read_all(dir.path())
+        .into_iter()
+        .find_map(|r| match r.event {
+            Event::Journal(JournalEvent::TailCut { offset, bytes, .. }) => Some((offset, bytes)),
+            _ => None,
+        });
     assert_eq!(cut, Some((good_len as u64, 5010)));
     super::verify::verify(dir.path(), &key().verifying_key()).unwrap();
 }

@@ -418,8 +418,7 @@ impl Walker<'_> {
                 }
             }
             if let Some(marker) = self.marker.filter(|m| m.checkpoint_seq == raw.seq) {
-                if marker.checkpoint_hash != raw.hash || raw.record_type != RecordType::Checkpoint
-                {
+                if marker.checkpoint_hash != raw.hash || raw.record_type != RecordType::Checkpoint {
                     return Err(Damage::HeadMarker {
                         path: self.marker_path.clone(),
                         detail: format!(

@@ -136,7 +136,8 @@ fn scan(bytes: &[u8], first_seq: u64) -> Scan {
         scan.valid_len = offset as u64;
     }
     if scan.failure.is_some() {
-        scan.torn_len = record::nonzero_len(bytes.get(scan.valid_len as usize..).unwrap_or_default());
+        scan.torn_len =
+            record::nonzero_len(bytes.get(scan.valid_len as usize..).unwrap_or_default());
     }
     scan
 }
@@ -726,7 +727,9 @@ impl Writer {
     /// then start the next one, preallocated.
     fn rotate(&mut self) -> Result<(), JournalError> {
         let path = self.dir.join(record::segment_name(self.next_seq));
-        let initial = MIN_PREALLOC.min(self.config.segment_bytes).max(SEGMENT_HEADER_LEN as u64);
+        let initial = MIN_PREALLOC
+            .min(self.config.segment_bytes)
+            .max(SEGMENT_HEADER_LEN as u64);
         let result = self
             .file
             .set_len(self.segment_len)

@@ -431,6 +431,22 @@ fn audit_show_filters_and_export_to_a_file_resumes() {
         (1..=seqs.len() as u64).collect::<Vec<_>>(),
         "no gaps, no duplicates: {out}"
     );
+    // The cursor, the lag and the last run are visible.
+    let (code, out, err) = otgate(root.path(), &["audit", "export", "--status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(status["destination"], to.as_str());
+    assert_eq!(status["confirmed_seq"], seqs.len() as u64);
+    assert_eq!(status["lag"], 0);
+    assert!(status["status"]["stopped_at"].is_string(), "{status}");
+    let (code, out, _) = otgate(root.path(), &["audit", "export", "--status"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("delivered up to seq {}", seqs.len())),
+        "{out}"
+    );
+    let (code, _, err) = otgate(root.path(), &["audit", "export"]);
+    assert_eq!(code, 2, "{err}");
     let (code, _, err) = otgate(
         root.path(),
         &["audit", "export", "--to", "syslog+tls://127.0.0.1:9"],

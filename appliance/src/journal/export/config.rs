@@ -128,9 +128,8 @@ impl ExportOptions {
                 .map_err(|e| format!("pinned_certificate: {e}"))?;
             Some(TlsTrust::Pin(pin.0))
         } else if let Some(text) = &table.pin_sha256 {
-            let pin: otgate_sync::net::tls::CertPin = text
-                .parse()
-                .map_err(|e| format!("pin_sha256: {e}"))?;
+            let pin: otgate_sync::net::tls::CertPin =
+                text.parse().map_err(|e| format!("pin_sha256: {e}"))?;
             Some(TlsTrust::Pin(pin.0))
         } else {
             None
@@ -162,9 +161,11 @@ mod tests {
     #[test]
     fn the_export_table_is_read_and_checked() {
         let base = tempfile::tempdir().unwrap();
-        assert!(ExportOptions::from_toml("[journal]\nbudget = '1GiB'\n", base.path())
-            .unwrap()
-            .is_none());
+        assert!(
+            ExportOptions::from_toml("[journal]\nbudget = '1GiB'\n", base.path())
+                .unwrap()
+                .is_none()
+        );
         let made = otgate_sync::net::tls::generate_cert(&["siem.example".into()]).unwrap();
         std::fs::write(base.path().join("siem.pem"), &made.cert_pem).unwrap();
         let options = ExportOptions::from_toml(

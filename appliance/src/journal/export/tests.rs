@@ -393,7 +393,10 @@ async fn the_daemon_exporter_catches_up_after_an_outage_and_stops_on_shutdown() 
         status.is_some_and(|s| !s.connected && s.last_error.is_some() && s.stopped_at.is_none())
     });
     let (cursor, _) = status();
-    assert!(cursor.confirmed_seq <= head, "nothing past the outage is confirmed");
+    assert!(
+        cursor.confirmed_seq <= head,
+        "nothing past the outage is confirmed"
+    );
 
     let collector = Collector::start_tcp(addr).unwrap();
     for i in 30..35 {
@@ -417,7 +420,10 @@ async fn the_daemon_exporter_catches_up_after_an_outage_and_stops_on_shutdown() 
         .collect();
     assert_eq!(all, (1..=head).collect::<BTreeSet<_>>(), "no gaps");
     let (cursor, status) = status();
-    assert_eq!(cursor.confirmed_seq, head, "a clean stop confirms what was sent");
+    assert_eq!(
+        cursor.confirmed_seq, head,
+        "a clean stop confirms what was sent"
+    );
     let status = status.unwrap();
     assert!(status.follow && status.stopped_at.is_some() && status.failures >= 1);
 }

@@ -222,7 +222,9 @@ impl Sink {
 /// A rustls client configuration (ring) trusting the collector as `trust` says, and for a pin,
 /// the verifier (shared with bundle pulls: `otgate_sync::net::tls`), which tells after a
 /// refused handshake which certificate the collector presented.
-pub fn client_config(trust: &TlsTrust) -> Result<(Arc<ClientConfig>, Option<PinnedVerifier>), String> {
+pub fn client_config(
+    trust: &TlsTrust,
+) -> Result<(Arc<ClientConfig>, Option<PinnedVerifier>), String> {
     match trust {
         TlsTrust::CaFile(path) => {
             let mut roots = rustls::RootCertStore::empty();

@@ -378,8 +378,12 @@ fn a_head_marker_from_another_key_or_naming_another_record_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     journal(dir.path(), 1, 3);
     let marker = crate::journal::head::read(dir.path()).unwrap().unwrap();
-    let forged =
-        crate::journal::head::HeadMarker::sign(&key(2), marker.checkpoint_seq, marker.checkpoint_hash, true);
+    let forged = crate::journal::head::HeadMarker::sign(
+        &key(2),
+        marker.checkpoint_seq,
+        marker.checkpoint_hash,
+        true,
+    );
     let mut writer = crate::journal::head::HeadWriter::open(dir.path()).unwrap();
     writer.write(&forged).unwrap();
     writer.write(&forged).unwrap();
