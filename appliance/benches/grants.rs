@@ -8,6 +8,13 @@
 //!   request-to-decision latency on the appliance, minus TLS and the tunnel handshake.
 //! - `approve_real_journal`: one approval completing a request (approval, approval complete,
 //!   activation: three durable records); its inverse is approvals per second.
+//! - `policy_change_100_active`: a new (identical) policy activated over 100 active grants:
+//!   each is asked again and its scope compared (no revocation, nothing journaled); compare
+//!   with 100 × `decide_baseline`.
+//! - `review_verify_and_import`: a 2-of-2 signed review record verified against the trust root
+//!   and imported over one emergency grant awaiting review (null journal).
+//!
+//! Run: `cargo bench -p otgate --bench grants -- --warm-up-time 1 --measurement-time 3`
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -118,6 +125,77 @@ fn benches(c: &mut Criterion) {
                 runtime.block_on(real.approve(id, "sam")).unwrap();
             }
             started.elapsed()
+        })
+    });
+    // 100 active grants (auto-approved by the null service is not possible for line 3: approve
+    // each), then the same policy again.
+    let many = service(Arc::new(Null));
+    runtime.block_on(async {
+        for _ in 0..100 {
+            let id = many.submit(ask()).await.unwrap().request_id;
+            many.approve(&id, "sam").await.unwrap();
+        }
+    });
+    let again = Arc::new(PolicyAccess::new(Arc::new(policy.clone())));
+    group.bench_function("policy_change_100_active", |b| {
+        b.iter(|| {
+            let revoked = runtime
+                .block_on(many.policy_changed(again.clone()))
+                .unwrap();
+            assert!(revoked.is_empty());
+        })
+    });
+
+    group.bench_function("review_verify_and_import", |b| {
+        use otgate_sync::review::{ReviewBody, ReviewRecord, Verdict};
+        use otgate_sync::{AuthorityKey, TrustRoot, TrustRootFile};
+        let keys = [
+            AuthorityKey::from_secret([1; 32], None),
+            AuthorityKey::from_secret([2; 32], None),
+        ];
+        let root = TrustRoot::new(TrustRootFile {
+            format: 1,
+            site: "plant-a".into(),
+            root_version: 1,
+            threshold: 2,
+            keys: keys.iter().map(AuthorityKey::public_entry).collect(),
+            revoked: vec![],
+        })
+        .unwrap();
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let grants = service(Arc::new(Null));
+                let mut emergency = ask();
+                emergency.requester = "oscar".into();
+                emergency.asset = "safety-plc".into();
+                emergency.operations = vec!["read".into()];
+                emergency.ticket = None;
+                emergency.emergency = true;
+                let grant = runtime
+                    .block_on(grants.submit(emergency))
+                    .unwrap()
+                    .grant_id
+                    .unwrap();
+                let mut record = ReviewRecord::new(ReviewBody {
+                    site: "plant-a".into(),
+                    issued_at: saturday() + chrono::Duration::minutes(1),
+                    reviewer: "security-officer".into(),
+                    verdict: Verdict::Justified,
+                    comment: "bench".into(),
+                    grant_ids: vec![grant],
+                })
+                .unwrap();
+                record.sign(&keys[0]).unwrap();
+                record.sign(&keys[1]).unwrap();
+                let bytes = record.encode();
+                let started = Instant::now();
+                runtime
+                    .block_on(grants.import_review_bytes(&bytes, &root))
+                    .unwrap();
+                total += started.elapsed();
+            }
+            total
         })
     });
     group.finish();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::{parse, AccessRequest, OperationSpec};
+use crate::{parse, parse_canonical, AccessRequest, OperationSpec};
 
 /// `policy_toml`: parse and validate arbitrary text as a policy; on success, decide one request
 /// per rule and identity and render the decisions, and check the operation grammar.
@@ -43,6 +43,20 @@ pub fn policy_toml(data: &[u8]) {
                     let _ = decision.to_string();
                 }
             }
+        }
+    }
+}
+
+/// `policy_json`: parse and validate arbitrary bytes as a policy in canonical form (what signed
+/// bundles carry); neither may panic, and what is accepted once is accepted again.
+pub fn policy_json(data: &[u8]) {
+    match parse_canonical(data, "fuzz.json") {
+        Err(diags) => {
+            let _ = diags.to_string();
+        }
+        Ok(policy) => {
+            let _ = policy.warnings().len();
+            assert!(parse_canonical(data, "fuzz.json").is_ok());
         }
     }
 }

@@ -15,6 +15,7 @@
 pub mod decide;
 pub mod dnp3;
 pub mod duration_serde;
+pub mod fasthash;
 pub mod ids;
 pub mod modbus;
 pub mod model;
@@ -34,7 +35,9 @@ pub use model::{
     Targets, Validity, Zone,
 };
 pub use ops::{ModbusSpec, OperationError, OperationSpec, ScreenAccess};
-pub use parse::{parse, Diagnostic, DiagnosticKind, Diagnostics, Severity};
+pub use parse::{
+    canonical_json, parse, parse_canonical, Diagnostic, DiagnosticKind, Diagnostics, Severity,
+};
 pub use schedule::{Schedule, Window};
 pub use scope::{GrantScope, OpVerdict, Refusal, Refusal as ModbusRefusal, ScopeViolation};
 

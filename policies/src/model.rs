@@ -5,7 +5,7 @@
 //! holds public material only (ed25519 public keys, addresses, patterns); a policy carries no
 //! secret. No I/O, no clock.
 
-use std::collections::HashMap;
+use crate::fasthash::FastMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -394,13 +394,13 @@ pub struct Policy {
 /// Lookup tables built once at parse time.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Index {
-    pub assets: HashMap<AssetId, usize>,
-    pub it: HashMap<IdentityId, usize>,
-    pub ot: HashMap<IdentityId, usize>,
-    pub schedules: HashMap<ScheduleId, usize>,
-    pub rules: HashMap<RuleId, usize>,
+    pub assets: FastMap<AssetId, usize>,
+    pub it: FastMap<IdentityId, usize>,
+    pub ot: FastMap<IdentityId, usize>,
+    pub schedules: FastMap<ScheduleId, usize>,
+    pub rules: FastMap<RuleId, usize>,
     /// Rules (by index) each role may request under.
-    pub rules_by_role: HashMap<RoleId, Vec<usize>>,
+    pub rules_by_role: FastMap<RoleId, Vec<usize>>,
 }
 
 impl Index {

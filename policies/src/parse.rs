@@ -11,7 +11,7 @@
 //!
 //! No I/O: the caller reads the file and passes its text and name. Never panics on any input.
 
-use std::collections::{HashMap, HashSet};
+use crate::fasthash::{FastMap, FastSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -22,8 +22,7 @@ use chrono_tz::Tz;
 use ed25519_dalek::VerifyingKey;
 use ipnet::IpNet;
 use regex::Regex;
-use serde::Deserialize;
-use toml::Spanned;
+use serde::{Deserialize, Serialize};
 
 use crate::ids::{AssetId, IdentityId, PanelId, RoleId, RuleId, ScheduleId, SegmentId, SiteId};
 use crate::model::{
@@ -237,60 +236,125 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 // ---------------------------------------------------------------------------------------------
-// Raw TOML shape.
+// Raw shape, shared by the TOML source and the canonical JSON form.
 
-type S = Spanned<String>;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
-    site: Spanned<RawSite>,
-    #[serde(default)]
-    validity: Option<Spanned<RawValidity>>,
-    #[serde(default)]
-    segments: Vec<Spanned<RawSegment>>,
-    #[serde(default)]
-    assets: Vec<Spanned<RawAsset>>,
-    #[serde(default)]
-    roles: Vec<Spanned<RawRole>>,
-    #[serde(default)]
-    identities: RawIdentities,
-    #[serde(default)]
-    schedules: Vec<Spanned<RawSchedule>>,
-    #[serde(default)]
-    rules: Vec<Spanned<RawRule>>,
-    #[serde(default)]
-    break_glass: Option<Spanned<RawBreakGlass>>,
+std::thread_local! {
+    /// Whether [`Sp`] reads its span from the deserializer (TOML) or has none (canonical JSON).
+    /// Set only by [`with_spans`] for the duration of one `toml::from_str` on this thread.
+    static READ_SPANS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-#[derive(Deserialize)]
+/// Run `f` with [`Sp`] reading spans (the TOML path), restoring the previous mode afterwards.
+fn with_spans<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            READ_SPANS.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(READ_SPANS.with(|r| r.replace(true)));
+    f()
+}
+
+/// A value and the byte range where the TOML source wrote it (empty for the canonical JSON
+/// form, which has no lines to point at: its diagnostics say line 1, column 1 and name the
+/// object instead). Serializes as the bare value, so the canonical form carries no positions.
+///
+/// Why not `toml::Spanned`: it can only be read from the TOML deserializer, and the canonical
+/// form is read with `serde_json` for speed (see [`parse_canonical`]).
+#[derive(Debug, Clone)]
+struct Sp<T> {
+    value: T,
+    span: Range<usize>,
+}
+
+impl<T> Sp<T> {
+    fn get_ref(&self) -> &T {
+        &self.value
+    }
+
+    fn span(&self) -> Range<usize> {
+        self.span.clone()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Sp<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if READ_SPANS.with(std::cell::Cell::get) {
+            let spanned = toml::Spanned::<T>::deserialize(deserializer)?;
+            let span = spanned.span();
+            Ok(Self {
+                value: spanned.into_inner(),
+                span,
+            })
+        } else {
+            T::deserialize(deserializer).map(|value| Self { value, span: 0..0 })
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for Sp<T> {
+    fn serialize<Z: serde::Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        self.value.serialize(serializer)
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+type S = Sp<String>;
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    site: Sp<RawSite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    validity: Option<Sp<RawValidity>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    segments: Vec<Sp<RawSegment>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    assets: Vec<Sp<RawAsset>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    roles: Vec<Sp<RawRole>>,
+    #[serde(default, skip_serializing_if = "RawIdentities::is_empty")]
+    identities: RawIdentities,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    schedules: Vec<Sp<RawSchedule>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rules: Vec<Sp<RawRule>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    break_glass: Option<Sp<RawBreakGlass>>,
+}
+
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawSite {
     id: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
     timezone: S,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawValidity {
     lifetime: S,
     offline_grace: S,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawSegment {
     id: S,
     zone: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     networks: Vec<S>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawAsset {
     id: S,
@@ -298,160 +362,166 @@ struct RawAsset {
     segment: S,
     address: S,
     protocol: S,
-    #[serde(default)]
-    unit_ids: Vec<Spanned<i64>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    unit_ids: Vec<Sp<i64>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     tags: Vec<S>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawRole {
     id: S,
     zone: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawIdentities {
-    #[serde(default)]
-    it: Vec<Spanned<RawIt>>,
-    #[serde(default)]
-    ot: Vec<Spanned<RawOt>>,
+impl RawIdentities {
+    fn is_empty(&self) -> bool {
+        self.it.is_empty() && self.ot.is_empty()
+    }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIdentities {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    it: Vec<Sp<RawIt>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ot: Vec<Sp<RawOt>>,
+}
+
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawIt {
     id: S,
     kind: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     organisation: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     roles: Vec<S>,
     public_key: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     expires: Option<S>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawOt {
     id: S,
     kind: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     roles: Vec<S>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawSchedule {
     id: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     timezone: Option<S>,
-    #[serde(default)]
-    weekly: Vec<Spanned<RawWeekly>>,
-    #[serde(default)]
-    dates: Vec<Spanned<RawDate>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    weekly: Vec<Sp<RawWeekly>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    dates: Vec<Sp<RawDate>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawWeekly {
-    days: Spanned<Vec<S>>,
+    days: Sp<Vec<S>>,
     from: S,
     to: S,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawDate {
     from: S,
     to: S,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
     id: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
-    roles: Spanned<Vec<S>>,
-    targets: Spanned<RawTargets>,
-    operations: Spanned<Vec<S>>,
-    #[serde(default)]
+    roles: Sp<Vec<S>>,
+    targets: Sp<RawTargets>,
+    operations: Sp<Vec<S>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     schedules: Vec<S>,
     max_duration: S,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     on_excess: Option<S>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     idle_timeout: Option<S>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     end_on_last_disconnect: bool,
-    approval: Spanned<RawApproval>,
-    #[serde(default)]
-    requirements: Option<Spanned<RawRequirements>>,
-    #[serde(default)]
+    approval: Sp<RawApproval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    requirements: Option<Sp<RawRequirements>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     revoke_on: Vec<S>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawTargets {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     assets: Vec<S>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     segments: Vec<S>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     tags: Vec<S>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawApproval {
     mode: S,
-    #[serde(default)]
-    require: Vec<Spanned<RawRoleCount>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    require: Vec<Sp<RawRoleCount>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     approvers: Vec<S>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoleCount {
     role: S,
-    count: Spanned<i64>,
+    count: Sp<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawRequirements {
-    #[serde(default)]
-    mfa: Option<Spanned<bool>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mfa: Option<Sp<bool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     ticket: Option<S>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sources: Vec<S>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawBreakGlass {
     rule: S,
-    #[serde(default)]
-    panels: Vec<Spanned<RawPanel>>,
-    sealed_codes: Spanned<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    panels: Vec<Sp<RawPanel>>,
+    sealed_codes: Sp<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawPanel {
     id: S,
@@ -549,7 +619,7 @@ impl<'a> Validator<'a> {
     }
 
     /// Check an id's characters and uniqueness among `seen`.
-    fn id(&mut self, value: &S, what: &'static str, seen: &mut HashMap<String, u32>) -> bool {
+    fn id(&mut self, value: &S, what: &'static str, seen: &mut FastMap<String, u32>) -> bool {
         let id = value.get_ref();
         let good = !id.is_empty()
             && id.len() <= 64
@@ -694,14 +764,24 @@ fn parse_local(s: &str) -> Option<(NaiveDateTime, bool)> {
 /// found is returned (errors and warnings, in file order).
 pub fn parse(source: &str, file: &str) -> Result<Policy, Diagnostics> {
     let mut v = Validator::new(source, file);
-    let raw: RawPolicy = match toml::from_str(source) {
-        Ok(raw) => raw,
+    let raw = read_toml(&mut v, source)?;
+    finish(v, &raw)
+}
+
+/// Read the TOML source into the raw shape (with spans), or the syntax error.
+fn read_toml(v: &mut Validator<'_>, source: &str) -> Result<RawPolicy, Diagnostics> {
+    match with_spans(|| toml::from_str::<RawPolicy>(source)) {
+        Ok(raw) => Ok(raw),
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             v.error(&span, DiagnosticKind::Syntax(e.message().trim().to_owned()));
-            return Err(Diagnostics(v.diags));
+            Err(Diagnostics(std::mem::take(&mut v.diags)))
         }
-    };
+    }
+}
+
+/// Validate the raw shape and build the policy, or every problem found.
+fn finish(mut v: Validator<'_>, raw: &RawPolicy) -> Result<Policy, Diagnostics> {
     let policy = build(&mut v, raw);
     let mut diags = std::mem::take(&mut v.diags);
     diags.sort_by_key(|d| (d.line, d.column));
@@ -714,11 +794,96 @@ pub fn parse(source: &str, file: &str) -> Result<Policy, Diagnostics> {
     }
 }
 
-fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
-    let declared = Declared::of(&raw);
+/// The canonical form of a policy's TOML source: compact JSON with the same structure and
+/// names as the TOML (tables as objects, arrays of tables as arrays), fields in a fixed order,
+/// empty optional fields left out, no comments and no positions. One meaning has one canonical
+/// form, and [`parse_canonical`] reads it an order of magnitude faster than TOML, which is why
+/// signed bundles carry it (`docs/bundle-format.md`).
+///
+/// Checks the TOML's syntax and shape only (every problem with line and column); whether the
+/// policy is valid is [`parse`]'s question, which `otgate authority sign` asks first.
+pub fn canonical_json(source: &str, file: &str) -> Result<Vec<u8>, Diagnostics> {
+    let mut v = Validator::new(source, file);
+    let raw = read_toml(&mut v, source)?;
+    serde_json::to_vec(&raw).map_err(|e| {
+        Diagnostics(vec![Diagnostic {
+            file: file.to_owned(),
+            line: 1,
+            column: 1,
+            severity: Severity::Error,
+            kind: DiagnosticKind::Syntax(format!("cannot write the canonical form: {e}")),
+        }])
+    })
+}
+
+/// Parse and validate a policy in its canonical form ([`canonical_json`]), with exactly the
+/// validation of [`parse`]. Input that is valid JSON but not the canonical encoding of what it
+/// holds (other field order, whitespace, an empty list written out, ...) is refused, so a policy
+/// has one encoding. Diagnostics have no line to point at (they say 1:1) and name the object.
+pub fn parse_canonical(bytes: &[u8], file: &str) -> Result<Policy, Diagnostics> {
+    let v = Validator::new("", file);
+    let syntax = |line: usize, column: usize, message: String| {
+        Diagnostics(vec![Diagnostic {
+            file: file.to_owned(),
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            column: u32::try_from(column).unwrap_or(u32::MAX),
+            severity: Severity::Error,
+            kind: DiagnosticKind::Syntax(message),
+        }])
+    };
+    let raw: RawPolicy = serde_json::from_slice(bytes)
+        .map_err(|e| syntax(e.line(), e.column(), format!("canonical policy: {e}")))?;
+    // Encode again, comparing as it goes instead of allocating a second copy.
+    let mut compare = CompareWriter {
+        expected: bytes,
+        at: 0,
+        differs: false,
+    };
+    let encoded = serde_json::to_writer(&mut compare, &raw);
+    if compare.differs || encoded.is_err() || compare.at != bytes.len() {
+        let at = compare.at;
+        return Err(syntax(
+            1,
+            at + 1,
+            format!(
+                "the policy is not in canonical form (it differs from its canonical encoding at byte {at} of {})",
+                bytes.len()
+            ),
+        ));
+    }
+    finish(v, &raw)
+}
+
+/// A writer that checks that what is written is exactly `expected`, stopping at the first
+/// difference (its offset is `at`).
+struct CompareWriter<'a> {
+    expected: &'a [u8],
+    at: usize,
+    differs: bool,
+}
+
+impl std::io::Write for CompareWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let rest = self.expected.get(self.at..).unwrap_or_default();
+        let same = buf.iter().zip(rest).take_while(|(a, b)| a == b).count();
+        self.at += same;
+        if same < buf.len() {
+            self.differs = true;
+            return Err(std::io::Error::other("differs from the canonical encoding"));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn build(v: &mut Validator<'_>, raw: &RawPolicy) -> Option<Policy> {
+    let declared = Declared::of(raw);
     // Site.
     let site_raw = raw.site.get_ref();
-    let mut site_ids = HashMap::new();
+    let mut site_ids = FastMap::default();
     v.id(&site_raw.id, "site", &mut site_ids);
     let timezone = v.timezone(&site_raw.timezone);
 
@@ -737,7 +902,7 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
     };
 
     // Segments.
-    let mut seen = HashMap::new();
+    let mut seen = FastMap::default();
     let mut segments = Vec::new();
     for seg in &raw.segments {
         let s = seg.get_ref();
@@ -784,9 +949,11 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
     }
 
     // Assets.
-    let mut seen = HashMap::new();
+    let segment_by_id: FastMap<&str, &Segment> =
+        segments.iter().map(|s| (s.id.as_str(), s)).collect();
+    let mut seen = FastMap::default();
     let mut assets = Vec::new();
-    let mut addresses: HashMap<SocketAddr, String> = HashMap::new();
+    let mut addresses: FastMap<SocketAddr, String> = FastMap::default();
     for asset in &raw.assets {
         let a = asset.get_ref();
         let ok_id = v.id(&a.id, "asset", &mut seen);
@@ -815,7 +982,7 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
             }
         };
         let segment = a.segment.get_ref();
-        match segments.iter().find(|s| s.id.as_str() == segment.as_str()) {
+        match segment_by_id.get(segment.as_str()) {
             None if declared.segments.contains(segment.as_str()) => {}
             None => v.error(
                 &a.segment.span(),
@@ -838,7 +1005,7 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
         }
         let address = match a.address.get_ref().parse::<SocketAddr>() {
             Ok(addr) => {
-                if let Some(s) = segments.iter().find(|s| s.id.as_str() == segment.as_str()) {
+                if let Some(s) = segment_by_id.get(segment.as_str()) {
                     if !s.networks.is_empty() && !s.networks.iter().any(|n| n.contains(&addr.ip()))
                     {
                         v.error(
@@ -917,7 +1084,7 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
     }
 
     // Roles.
-    let mut seen = HashMap::new();
+    let mut seen = FastMap::default();
     let mut roles = Vec::new();
     for role in &raw.roles {
         let r = role.get_ref();
@@ -933,7 +1100,7 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
     let role_zone = |id: &str| roles.iter().find(|r| r.id.as_str() == id).map(|r| r.zone);
 
     // Identities: one id space across both zones, so "alice" is never both.
-    let mut seen = HashMap::new();
+    let mut seen = FastMap::default();
     let check_roles = |v: &mut Validator<'_>, list: &[S], zone: Zone, who: &str| -> Vec<RoleId> {
         let mut out = Vec::new();
         for r in list {
@@ -1034,7 +1201,7 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
     }
 
     // Schedules.
-    let mut seen = HashMap::new();
+    let mut seen = FastMap::default();
     let mut schedules = Vec::new();
     for sched in &raw.schedules {
         let s = sched.get_ref();
@@ -1129,7 +1296,7 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
             }
         }
         intervals.sort();
-        let mut reported = HashSet::new();
+        let mut reported = FastSet::default();
         for (k, a) in intervals.iter().enumerate() {
             for b in intervals.iter().skip(k + 1) {
                 if b.0 >= a.1 {
@@ -1230,7 +1397,7 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
 
     // Rules.
     let reach = Reach::of(&assets);
-    let mut seen = HashMap::new();
+    let mut seen = FastMap::default();
     let mut rules = Vec::new();
     for rule in &raw.rules {
         if let Some(r) = build_rule(v, rule, &mut seen, &reach, &segments, &roles, &declared) {
@@ -1288,7 +1455,7 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
                 ),
             );
         }
-        let mut seen = HashMap::new();
+        let mut seen = FastMap::default();
         let mut panels = Vec::new();
         for p in &b.panels {
             let p = p.get_ref();
@@ -1348,28 +1515,39 @@ fn build(v: &mut Validator<'_>, raw: RawPolicy) -> Option<Policy> {
 }
 
 /// The protocols reachable through each asset id, segment and tag (for rule checks, without
-/// walking every asset for every rule).
+/// walking every asset for every rule), as a bit per [`Protocol`].
 #[derive(Default)]
 struct Reach<'a> {
-    by_asset: HashMap<&'a str, Vec<Protocol>>,
-    by_segment: HashMap<&'a str, Vec<Protocol>>,
-    by_tag: HashMap<&'a str, Vec<Protocol>>,
+    by_asset: FastMap<&'a str, u8>,
+    by_segment: FastMap<&'a str, u8>,
+    by_tag: FastMap<&'a str, u8>,
+}
+
+const PROTOCOLS: [Protocol; 4] = [
+    Protocol::Modbus,
+    Protocol::Dnp3,
+    Protocol::Vnc,
+    Protocol::Tcp,
+];
+
+fn protocol_bit(p: Protocol) -> u8 {
+    match p {
+        Protocol::Modbus => 1,
+        Protocol::Dnp3 => 2,
+        Protocol::Vnc => 4,
+        Protocol::Tcp => 8,
+    }
 }
 
 impl<'a> Reach<'a> {
     fn of(assets: &'a [Asset]) -> Self {
-        fn add<'a>(map: &mut HashMap<&'a str, Vec<Protocol>>, key: &'a str, p: Protocol) {
-            let list = map.entry(key).or_default();
-            if !list.contains(&p) {
-                list.push(p);
-            }
-        }
         let mut reach = Reach::default();
         for a in assets {
-            add(&mut reach.by_asset, a.id.as_str(), a.protocol);
-            add(&mut reach.by_segment, a.segment.as_str(), a.protocol);
+            let bit = protocol_bit(a.protocol);
+            *reach.by_asset.entry(a.id.as_str()).or_default() |= bit;
+            *reach.by_segment.entry(a.segment.as_str()).or_default() |= bit;
             for t in &a.tags {
-                add(&mut reach.by_tag, t.as_str(), a.protocol);
+                *reach.by_tag.entry(t.as_str()).or_default() |= bit;
             }
         }
         reach
@@ -1380,11 +1558,11 @@ impl<'a> Reach<'a> {
 /// its object into a second, misleading error.
 #[derive(Default)]
 struct Declared<'r> {
-    segments: HashSet<&'r str>,
-    assets: HashSet<&'r str>,
-    tags: HashSet<&'r str>,
-    roles: HashSet<&'r str>,
-    schedules: HashSet<&'r str>,
+    segments: FastSet<&'r str>,
+    assets: FastSet<&'r str>,
+    tags: FastSet<&'r str>,
+    roles: FastSet<&'r str>,
+    schedules: FastSet<&'r str>,
     /// IT identities and the roles they list.
     it: Vec<(&'r str, Vec<&'r str>)>,
     /// OT identities and the roles they list.
@@ -1442,8 +1620,8 @@ fn zone_name(z: Zone) -> &'static str {
 #[allow(clippy::too_many_arguments)]
 fn build_rule(
     v: &mut Validator<'_>,
-    raw: &Spanned<RawRule>,
-    seen: &mut HashMap<String, u32>,
+    raw: &Sp<RawRule>,
+    seen: &mut FastMap<String, u32>,
     reach: &Reach<'_>,
     segments: &[Segment],
     roles: &[Role],
@@ -1567,29 +1745,27 @@ fn build_rule(
         );
     }
     // The protocols of the assets the rule reaches (by id, segment or tag).
-    let mut matched: Vec<Protocol> = Vec::new();
-    let lists = [
-        targets
-            .assets
-            .iter()
-            .filter_map(|a| reach.by_asset.get(a.as_str()))
-            .collect::<Vec<_>>(),
-        targets
-            .segments
-            .iter()
-            .filter_map(|s| reach.by_segment.get(s.as_str()))
-            .collect(),
-        targets
-            .tags
-            .iter()
-            .filter_map(|t| reach.by_tag.get(t.as_str()))
-            .collect(),
-    ];
-    for p in lists.iter().flatten().flat_map(|l| l.iter()) {
-        if !matched.contains(p) {
-            matched.push(*p);
-        }
-    }
+    let bits = targets
+        .assets
+        .iter()
+        .filter_map(|a| reach.by_asset.get(a.as_str()))
+        .chain(
+            targets
+                .segments
+                .iter()
+                .filter_map(|s| reach.by_segment.get(s.as_str())),
+        )
+        .chain(
+            targets
+                .tags
+                .iter()
+                .filter_map(|t| reach.by_tag.get(t.as_str())),
+        )
+        .fold(0u8, |all, bits| all | bits);
+    let matched: Vec<Protocol> = PROTOCOLS
+        .into_iter()
+        .filter(|p| bits & protocol_bit(*p) != 0)
+        .collect();
 
     // Operations.
     let mut operations = Vec::new();
@@ -1825,7 +2001,7 @@ fn build_rule(
         _ => {}
     }
     let total: usize = approvals.iter().map(|a| usize::from(a.count)).sum();
-    let people: HashSet<&str> = declared
+    let people: FastSet<&str> = declared
         .ot
         .iter()
         .filter(|(_, roles)| approvals.iter().any(|a| roles.contains(&a.role.as_str())))

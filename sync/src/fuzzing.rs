@@ -32,7 +32,7 @@ pub fn bundle(data: &[u8]) {
 }
 
 /// Seed bundles for `corpus/bundle/`: signed by the fuzz root's key, one plain, one carrying a
-/// trust root, one with an invalid policy, one unsigned.
+/// trust root, one with an invalid policy, one unsigned, one of format 1 (TOML policy).
 pub fn seeds(policy_source: &str) -> Vec<(String, Vec<u8>)> {
     use crate::bundle::{Body, Bundle, Header};
     let Some(day) = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single() else {
@@ -49,7 +49,7 @@ pub fn seeds(policy_source: &str) -> Vec<(String, Vec<u8>)> {
             previous_hash: Some([0x11; 32]),
             grace_period_secs: 86_400,
         },
-        policy_source: policy.to_owned(),
+        policy: policy.to_owned(),
         trust_root: root,
     };
     let root = TrustRoot::new(TrustRootFile {
@@ -62,15 +62,23 @@ pub fn seeds(policy_source: &str) -> Vec<(String, Vec<u8>)> {
     })
     .ok()
     .map(|r| r.to_json().into_bytes());
+    let canonical = crate::bundle::canonical_policy(policy_source, "seed.toml").unwrap_or_default();
+    let canonical = canonical.as_str();
     let cases = [
-        ("plain", body(2, policy_source, None), true),
-        ("rotation", body(3, policy_source, root), true),
-        ("invalid-policy", body(4, "[site\n", None), true),
-        ("unsigned", body(5, policy_source, None), false),
+        ("plain", body(2, canonical, None), true, false),
+        ("rotation", body(3, canonical, root), true, false),
+        ("invalid-policy", body(4, "{\"site\":", None), true, false),
+        ("unsigned", body(5, canonical, None), false, false),
+        ("format-1", body(6, policy_source, None), true, true),
     ];
     let mut out = Vec::new();
-    for (name, body, sign) in cases {
-        if let Ok(mut bundle) = Bundle::new(body) {
+    for (name, body, sign, format_1) in cases {
+        let made = if format_1 {
+            Bundle::new_format_1(body)
+        } else {
+            Bundle::new(body)
+        };
+        if let Ok(mut bundle) = made {
             if sign {
                 let _ = bundle.sign(&key);
             }

@@ -11,6 +11,7 @@
 pub mod bundle;
 pub mod key;
 pub mod net;
+pub mod review;
 pub mod trust;
 pub mod verify;
 

@@ -277,9 +277,9 @@ impl VerifiedBundle {
         self.new_root.as_ref()
     }
 
-    /// The policy's TOML source.
-    pub fn policy_source(&self) -> &str {
-        &self.bundle.body().policy_source
+    /// The policy as the bundle carries it (canonical JSON; TOML source in a format-1 bundle).
+    pub fn policy_text(&self) -> &str {
+        &self.bundle.body().policy
     }
 
     /// The validated policy.
@@ -299,7 +299,20 @@ impl VerifiedBundle {
 }
 
 /// The file name diagnostics use for a bundle's policy.
-pub const POLICY_FILE_NAME: &str = "bundle:policy.toml";
+pub const POLICY_FILE_NAME: &str = "bundle:policy.json";
+/// The file name diagnostics use for the policy of a format-1 bundle (TOML source).
+pub const POLICY_TOML_FILE_NAME: &str = "bundle:policy.toml";
+
+/// Parse and validate the policy a bundle carries, in the encoding its format says: the
+/// canonical JSON form (format 2) or TOML source (format 1). The same validation either way.
+pub fn parse_policy(bundle: &Bundle) -> Result<Policy, otgate_policy::Diagnostics> {
+    let text = &bundle.body().policy;
+    if bundle.format() == bundle::FORMAT_TOML_POLICY {
+        otgate_policy::parse(text, POLICY_TOML_FILE_NAME)
+    } else {
+        otgate_policy::parse_canonical(text.as_bytes(), POLICY_FILE_NAME)
+    }
+}
 
 /// Verify `bytes` against `root` and what runs now; see the module doc for the rules, in order.
 pub fn verify(
@@ -362,8 +375,7 @@ pub fn verify(
         Some(json) => Some(check_rotation(json, root)?),
         None => None,
     };
-    let policy = otgate_policy::parse(&bundle.body().policy_source, POLICY_FILE_NAME)
-        .map_err(Refusal::InvalidPolicy)?;
+    let policy = parse_policy(&bundle).map_err(Refusal::InvalidPolicy)?;
     if policy.site.id.as_str() != header.site {
         return Err(Refusal::PolicySiteMismatch {
             header: header.site.clone(),

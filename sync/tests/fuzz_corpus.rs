@@ -13,7 +13,7 @@ use std::path::Path;
 fn fuzz_seeds_decode_and_pass_the_fuzz_entry_point() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/bundle");
     let seeds = otgate_sync::fuzzing::seeds(include_str!("../../policies/examples/plant.toml"));
-    assert_eq!(seeds.len(), 4);
+    assert_eq!(seeds.len(), 5);
     if std::env::var_os("OTGATE_WRITE_FUZZ_SEEDS").is_some() {
         std::fs::create_dir_all(&dir).unwrap();
         for (name, bytes) in &seeds {

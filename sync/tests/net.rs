@@ -28,7 +28,7 @@ fn bundle(site: &str, version: u64) -> Vec<u8> {
             previous_hash: None,
             grace_period_secs: 0,
         },
-        policy_source: format!("# version {version}\n"),
+        policy: format!("# version {version}\n"),
         trust_root: None,
     })
     .unwrap();

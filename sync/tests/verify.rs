@@ -7,12 +7,17 @@
 )]
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use otgate_sync::bundle::{Body, Bundle, Header, SignatureEntry};
+use otgate_sync::bundle::{canonical_policy, Body, Bundle, Header, SignatureEntry};
 use otgate_sync::{
     verify, ActiveBundleInfo, AuthorityKey, KeyId, Refusal, TrustRoot, TrustRootFile,
 };
 
 const POLICY: &str = include_str!("../../policies/examples/plant.toml");
+
+/// A policy as bundles carry it (canonical JSON).
+fn canon(toml: &str) -> String {
+    canonical_policy(toml, "test.toml").unwrap()
+}
 
 fn key(i: u8) -> AuthorityKey {
     AuthorityKey::from_secret([i; 32], Some(format!("hq-{i}")))
@@ -56,7 +61,7 @@ fn body(version: u64) -> Body {
             previous_hash: None,
             grace_period_secs: 7 * 86_400,
         },
-        policy_source: POLICY.into(),
+        policy: canon(POLICY),
         trust_root: None,
     }
 }
@@ -75,7 +80,7 @@ fn two_of_three_is_accepted_and_names_its_signers() {
     let verified = verify(&bytes, &root(), None, now(), skew()).unwrap();
     assert_eq!(verified.header().version, 2);
     assert_eq!(verified.signers(), &[key(1).key_id(), key(3).key_id()]);
-    assert_eq!(verified.policy_source(), POLICY);
+    assert_eq!(verified.policy_text(), canon(POLICY));
     assert_eq!(verified.policy().site.id.as_str(), "plant-a");
     assert_eq!(verified.encode(), bytes);
 }
@@ -212,7 +217,12 @@ fn an_equal_version_with_different_content_is_refused_loudly() {
         hash: active_hash,
     };
     let mut other = body(5);
-    other.policy_source.push_str("# changed\n");
+    other.policy = canon(&POLICY.replace("Line 3", "Line three"));
+    assert_ne!(
+        other.policy,
+        canon(POLICY),
+        "the change shows in the canonical form"
+    );
     let bytes = signed(other, &[1, 2]);
     assert!(matches!(
         verify(&bytes, &root(), Some(&active), now(), skew()),
@@ -276,12 +286,25 @@ fn an_oversized_input_is_refused_with_limit_and_size() {
 #[test]
 fn a_valid_signature_over_an_invalid_policy_is_refused() {
     let mut b = body(2);
-    b.policy_source = "[site\nid = ".into();
+    b.policy = "{\"site\":".into();
     let bytes = signed(b, &[1, 2]);
     match verify(&bytes, &root(), None, now(), skew()) {
         Err(Refusal::InvalidPolicy(diagnostics)) => {
             assert!(
-                diagnostics.to_string().contains("bundle:policy.toml:"),
+                diagnostics.to_string().contains("bundle:policy.json:"),
+                "{diagnostics}"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Valid JSON of the right shape, but not in canonical form.
+    let mut b = body(2);
+    b.policy = format!("{} ", canon(POLICY));
+    let bytes = signed(b, &[1, 2]);
+    match verify(&bytes, &root(), None, now(), skew()) {
+        Err(Refusal::InvalidPolicy(diagnostics)) => {
+            assert!(
+                diagnostics.to_string().contains("not in canonical form"),
                 "{diagnostics}"
             );
         }
@@ -289,11 +312,11 @@ fn a_valid_signature_over_an_invalid_policy_is_refused() {
     }
     // Valid TOML, invalid policy (an unknown asset in a rule): every problem is named.
     let mut b = body(2);
-    b.policy_source = POLICY.replace("line3-plc", "line9-plc").replacen(
+    b.policy = canon(&POLICY.replace("line3-plc", "line9-plc").replacen(
         "id = \"line9-plc\"",
         "id = \"line3-plc\"",
         1,
-    );
+    ));
     let bytes = signed(b, &[1, 2]);
     assert!(matches!(
         verify(&bytes, &root(), None, now(), skew()),
@@ -304,7 +327,7 @@ fn a_valid_signature_over_an_invalid_policy_is_refused() {
 #[test]
 fn a_policy_for_another_site_inside_this_sites_header_is_refused() {
     let mut b = body(2);
-    b.policy_source = POLICY.replacen("id = \"plant-a\"", "id = \"plant-b\"", 1);
+    b.policy = canon(&POLICY.replacen("id = \"plant-a\"", "id = \"plant-b\"", 1));
     let bytes = signed(b, &[1, 2]);
     match verify(&bytes, &root(), None, now(), skew()) {
         Err(Refusal::PolicySiteMismatch { header, policy }) => {
@@ -414,4 +437,35 @@ fn a_forged_signature_entry_with_a_known_id_does_not_count() {
         })
     ));
     let _ = KeyId([0; 8]);
+}
+
+#[test]
+fn a_format_1_bundle_with_a_toml_policy_is_still_verified_and_validated() {
+    let mut old = body(2);
+    old.policy = POLICY.into();
+    let mut bundle = Bundle::new_format_1(old).unwrap();
+    bundle.sign(&key(1)).unwrap();
+    bundle.sign(&key(2)).unwrap();
+    let verified = verify(&bundle.encode(), &root(), None, now(), skew()).unwrap();
+    assert_eq!(verified.bundle().format(), 1);
+    assert_eq!(verified.policy().site.id.as_str(), "plant-a");
+    // Its policy is read as TOML, with lines and columns in the diagnostics.
+    let mut bad = body(2);
+    bad.policy = "[site\nid = ".into();
+    let mut bundle = Bundle::new_format_1(bad).unwrap();
+    bundle.sign(&key(1)).unwrap();
+    bundle.sign(&key(2)).unwrap();
+    match verify(&bundle.encode(), &root(), None, now(), skew()) {
+        Err(Refusal::InvalidPolicy(d)) => {
+            assert!(d.to_string().starts_with("bundle:policy.toml:1:"), "{d}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // A TOML policy in a format-2 bundle is not its canonical form.
+    let mut wrong = body(2);
+    wrong.policy = POLICY.into();
+    assert!(matches!(
+        verify(&signed(wrong, &[1, 2]), &root(), None, now(), skew()),
+        Err(Refusal::InvalidPolicy(_))
+    ));
 }

@@ -323,7 +323,8 @@ pub fn revoke(globals: &Globals, args: RevokeArgs) -> anyhow::Result<ExitCode> {
 /// Arguments of `otgate review`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  otgate review\n  otgate review --sign-off G-0003 --as sue --totp 123456"
+    after_help = "Example:\n  otgate review\n  otgate review --sign-off G-0003 --as sue --totp 123456\n  otgate review import hq-review.otgr",
+    args_conflicts_with_subcommands = true
 )]
 pub struct ReviewArgs {
     /// Sign off this emergency grant's use.
@@ -338,10 +339,16 @@ pub struct ReviewArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Import HQ's signed review record instead.
+    #[command(subcommand)]
+    pub action: Option<super::review::ReviewAction>,
 }
 
 /// Run `otgate review`.
 pub fn review(globals: &Globals, args: ReviewArgs) -> anyhow::Result<ExitCode> {
+    if let Some(action) = args.action {
+        return super::review::run(globals, action);
+    }
     if let (Some(id), Some(identity)) = (&args.sign_off, &args.identity) {
         let acting = Acting {
             identity: identity.clone(),

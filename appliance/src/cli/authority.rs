@@ -60,6 +60,8 @@ pub enum AuthorityCommand {
     /// Serve the newest bundle of each site in a directory over HTTPS (read only).
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
+    /// Write and sign a review record signing off a plant's emergency grants, or countersign one.
+    Review(Box<super::review::SignReviewArgs>),
 }
 
 /// Arguments of `otgate authority keygen`.
@@ -188,6 +190,7 @@ pub fn run(_globals: &Globals, command: AuthorityCommand) -> anyhow::Result<Exit
         AuthorityCommand::Sign(a) => sign(*a),
         AuthorityCommand::Verify(a) => verify(a),
         AuthorityCommand::Serve(a) => serve(a),
+        AuthorityCommand::Review(a) => super::review::sign(*a),
     }
 }
 
@@ -354,7 +357,7 @@ fn new_bundle(args: &SignArgs, policy_path: &Path) -> anyhow::Result<Bundle> {
             previous_hash,
             grace_period_secs: grace.as_secs(),
         },
-        policy_source: source,
+        policy: otgate_sync::bundle::canonical_policy(&source, &policy_path.display().to_string())?,
         trust_root,
     };
     Ok(Bundle::new(body)?)

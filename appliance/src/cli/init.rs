@@ -221,6 +221,7 @@ struct Outcome {
     fingerprint: [u8; 32],
     names: Vec<String>,
     appliance_public_key: String,
+    trust_root: Option<otgate_sync::TrustRoot>,
 }
 
 fn stage(staging_root: &Path, args: &InitArgs) -> anyhow::Result<Outcome> {
@@ -238,13 +239,11 @@ fn stage(staging_root: &Path, args: &InitArgs) -> anyhow::Result<Outcome> {
     OtStore::create(&staging.ot_store_dir()).context("creating the OT store")?;
     let sessions = staging.sessions_dir();
     fs::create_dir_all(&sessions).with_context(|| format!("creating {}", sessions.display()))?;
-    let trust_root_installed = match &args.trust {
-        Some(path) => {
-            install_trust_root(&staging, path)?;
-            true
-        }
-        None => false,
+    let trust_root = match &args.trust {
+        Some(path) => Some(install_trust_root(&staging, path)?),
+        None => None,
     };
+    let trust_root_installed = trust_root.is_some();
     let config = ApplianceConfig::defaults(args.it_listen, names.clone());
     fs::write(staging.config_file(), config.render()?).context("writing appliance.toml")?;
 
@@ -254,17 +253,25 @@ fn stage(staging_root: &Path, args: &InitArgs) -> anyhow::Result<Outcome> {
         appliance_public_key: appliance_public_key.clone(),
         trust_root_installed,
     };
-    append_with_key(&staging, key, Event::Admin(event)).context("creating the journal")?;
+    // Which trust root, not just that one was: its keys, threshold, site and fingerprint.
+    let events = std::iter::once(Event::Admin(event))
+        .chain(
+            trust_root
+                .as_ref()
+                .map(crate::bundles::trust_root_installed_event),
+        )
+        .collect();
+    append_with_key(&staging, key, events).context("creating the journal")?;
     Ok(Outcome {
         fingerprint,
         names,
         appliance_public_key,
+        trust_root,
     })
 }
 
-fn install_trust_root(staging: &DataDir, path: &Path) -> anyhow::Result<()> {
+fn install_trust_root(staging: &DataDir, path: &Path) -> anyhow::Result<otgate_sync::TrustRoot> {
     crate::bundles::install_trust_root(staging, path)
-        .map(|_| ())
         .with_context(|| format!("installing the trust root {}", path.display()))
 }
 
@@ -301,6 +308,13 @@ fn report(data: &DataDir, args: &InitArgs, outcome: &Outcome) {
                 "it_listen": args.it_listen.to_string(),
                 "appliance_public_key": outcome.appliance_public_key,
                 "trust_root_installed": args.trust.is_some(),
+                "trust_root": outcome.trust_root.as_ref().map(|r| json!({
+                    "site": r.site(),
+                    "root_version": r.root_version(),
+                    "threshold": r.threshold(),
+                    "keys": r.key_ids().map(ToString::to_string).collect::<Vec<_>>(),
+                    "fingerprint": crate::bundles::trust_root_fingerprint(r),
+                })),
             })
         );
         return;
@@ -314,6 +328,19 @@ fn report(data: &DataDir, args: &InitArgs, outcome: &Outcome) {
     println!("  TLS fingerprint: {fingerprint}   <- IT clients pin this (--pin)");
     println!("  IT listener:     {} (appliance.toml)", args.it_listen);
     println!("  journal key:     {}", outcome.appliance_public_key);
+    if let Some(r) = &outcome.trust_root {
+        println!(
+            "  trust root:      site {}, version {}, {} of [{}], fingerprint {}",
+            r.site(),
+            r.root_version(),
+            r.threshold(),
+            r.key_ids()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            crate::bundles::trust_root_fingerprint(r)
+        );
+    }
     println!("next:");
     if args.trust.is_none() {
         println!("  otgate init needs a trust root before signed policy can be imported (re-run with --trust ROOT.json --force)");
@@ -323,18 +350,20 @@ fn report(data: &DataDir, args: &InitArgs, outcome: &Outcome) {
     println!("  otgate serve                           run the appliance");
 }
 
-/// Append one event with the appliance key at hand, outside the daemon (init).
+/// Append events with the appliance key at hand, outside the daemon (init).
 fn append_with_key(
     data: &DataDir,
     key: ed25519_dalek::SigningKey,
-    event: Event,
+    events: Vec<Event>,
 ) -> anyhow::Result<()> {
     let journal = crate::journal::Journal::open(
         &data.journal_dir(),
         key,
         crate::journal::JournalConfig::default(),
     )?;
-    journal.append_blocking(event)?;
+    for event in events {
+        journal.append_blocking(event)?;
+    }
     Ok(())
 }
 
@@ -410,6 +439,62 @@ mod tests {
             .filter(|n| n.starts_with(".init-staging"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn init_with_trust_journals_which_root_was_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("appliance");
+        let keys: Vec<otgate_sync::AuthorityKey> = (1..=3)
+            .map(|i| otgate_sync::AuthorityKey::from_secret([i; 32], None))
+            .collect();
+        let trust = otgate_sync::TrustRoot::new(otgate_sync::TrustRootFile {
+            format: 1,
+            site: "plant-a".into(),
+            root_version: 4,
+            threshold: 2,
+            keys: keys.iter().map(|k| k.public_entry()).collect(),
+            revoked: vec![keys[2].key_id()],
+        })
+        .unwrap();
+        let trust_file = dir.path().join("root.json");
+        fs::write(&trust_file, trust.to_json()).unwrap();
+        run(
+            &globals(&root),
+            InitArgs {
+                trust: Some(trust_file),
+                ..args()
+            },
+        )
+        .unwrap();
+        let data = DataDir::new(&root);
+        let installed: Vec<_> = events(&data)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Policy(crate::journal::event::PolicyEvent::TrustRootInstalled {
+                    fingerprint,
+                    site,
+                    root_version,
+                    threshold,
+                    keys,
+                    revoked,
+                }) => Some((fingerprint, site, root_version, threshold, keys, revoked)),
+                _ => None,
+            })
+            .collect();
+        let on_disk = fs::read(data.trust_dir().join("root.json")).unwrap();
+        let expected_fingerprint = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&on_disk));
+        assert_eq!(
+            installed,
+            [(
+                expected_fingerprint,
+                "plant-a".to_owned(),
+                4,
+                2,
+                keys.iter().map(|k| k.key_id().to_string()).collect(),
+                vec![keys[2].key_id().to_string()],
+            )]
+        );
     }
 
     #[test]

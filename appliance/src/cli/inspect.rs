@@ -2,9 +2,12 @@
 //! passive inspection from the command line.
 //!
 //! Reads a capture file (or an interface, receive only), prints alerts (or, with `--json`, every
-//! event as JSON lines) and a summary; with an initialized data directory it also merges the
-//! asset inventory into `DATA_DIR/inspect/inventory.json`. Long files show progress on a terminal
-//! and stay quiet otherwise.
+//! event as JSON lines) and a summary. With an initialized data directory it judges writes
+//! against the appliance's grants (policy: `--policy`, else the active bundle) and journals the
+//! alerts and the inventory changes (through the running daemon, which then also revokes grants
+//! whose rule opts in, or straight into the journal). `otgate inventory` reads the inventory
+//! state view rebuilt from those records. Long files show progress on a terminal and stay quiet
+//! otherwise.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -17,7 +20,9 @@ use crate::inspect::alerts::Detector;
 use crate::inspect::baseline::{Baseline, Learner};
 use crate::inspect::event::Observation;
 use crate::inspect::inventory::Inventory;
+use crate::inspect::inventory_view::InventoryRecorder;
 use crate::inspect::monitor::{Monitor, Sink, Stats};
+use crate::journal::event::InspectEvent;
 
 const INSPECT_HELP: &str = "\
 Exit status: 0 done, 1 unreadable capture or baseline, 2 wrong usage.
@@ -129,16 +134,36 @@ impl<W: Write> Sink for Printer<W> {
     }
 }
 
-/// Journal alerts when the data dir has a journal, and tee observations to the printer.
+/// Collect alerts for the journal (or, live, journal each at once) and tee observations to the
+/// printer.
 struct Tee<'a> {
     printer: &'a mut dyn Sink,
-    alerts: Vec<crate::inspect::event::Alert>,
+    alerts: Vec<InspectEvent>,
+    /// Live capture on an appliance: journal each alert as it comes, so that the appliance acts
+    /// on it now, not when the capture ends.
+    journal_now: Option<&'a crate::datadir::DataDir>,
+    journaled: crate::inspect::appliance::Journaled,
+    failed: Option<anyhow::Error>,
 }
 
 impl Sink for Tee<'_> {
     fn observe(&mut self, o: &Observation<'_>) {
         if let Observation::Alert(a) = o {
-            self.alerts.push((*a).clone());
+            let event = InspectEvent::from_alert(a);
+            match self.journal_now {
+                Some(data_dir) if self.failed.is_none() => {
+                    match crate::inspect::appliance::journal_events(data_dir, vec![event]) {
+                        Ok(done) => {
+                            self.journaled.recorded += done.recorded;
+                            self.journaled.revoked.extend(done.revoked);
+                            self.journaled.via_daemon |= done.via_daemon;
+                        }
+                        Err(e) => self.failed = Some(e),
+                    }
+                }
+                Some(_) => {}
+                None => self.alerts.push(event),
+            }
         }
         self.printer.observe(o);
     }
@@ -197,14 +222,6 @@ fn initialized(globals: &Globals) -> bool {
     globals.data_dir.appliance_key().exists() || globals.data_dir.journal_dir().exists()
 }
 
-fn inventory_path(globals: &Globals) -> PathBuf {
-    globals
-        .data_dir
-        .root()
-        .join("inspect")
-        .join("inventory.json")
-}
-
 /// Run `otgate inspect`.
 pub fn inspect(globals: &Globals, args: InspectArgs) -> anyhow::Result<ExitCode> {
     if let Some(InspectCommand::Learn(learn)) = args.command {
@@ -250,9 +267,13 @@ pub fn inspect(globals: &Globals, args: InspectArgs) -> anyhow::Result<ExitCode>
         failed: None,
     };
     let started = std::time::Instant::now();
+    let live_on_appliance = with_data_dir && args.iface.is_some() && args.pcap.is_none();
     let mut tee = Tee {
         printer: &mut printer,
         alerts: Vec::new(),
+        journal_now: live_on_appliance.then_some(&globals.data_dir),
+        journaled: Default::default(),
+        failed: None,
     };
     match (&args.pcap, &args.iface) {
         (Some(pcap), _) => {
@@ -295,7 +316,11 @@ pub fn inspect(globals: &Globals, args: InspectArgs) -> anyhow::Result<ExitCode>
             ))
         }
     }
-    let alerts = std::mem::take(&mut tee.alerts);
+    let mut records = std::mem::take(&mut tee.alerts);
+    let mut journaled = std::mem::take(&mut tee.journaled);
+    if let Some(e) = tee.failed.take() {
+        return Err(e.context("cannot journal an alert"));
+    }
     let seconds = started.elapsed().as_secs_f64();
     if let Some(e) = printer.failed.take() {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
@@ -305,12 +330,11 @@ pub fn inspect(globals: &Globals, args: InspectArgs) -> anyhow::Result<ExitCode>
     let stats = monitor.stats().clone();
     let inventory = monitor.take_inventory();
     if with_data_dir {
-        crate::inspect::appliance::journal_alerts(&globals.data_dir, &alerts)?;
-
-        let path = inventory_path(globals);
-        let mut stored = Inventory::load(&path)?;
-        stored.merge(inventory.clone());
-        stored.save(&path)?;
+        records.extend(InventoryRecorder::new().changes(&inventory));
+        let done = crate::inspect::appliance::journal_events(&globals.data_dir, records)?;
+        journaled.recorded += done.recorded;
+        journaled.revoked.extend(done.revoked);
+        journaled.via_daemon |= done.via_daemon;
     }
     let summary = summary_text(&stats, &inventory, monitor.detector(), seconds);
     if args.json {
@@ -319,10 +343,31 @@ pub fn inspect(globals: &Globals, args: InspectArgs) -> anyhow::Result<ExitCode>
             "stats": stats,
             "assets": inventory.assets.len(),
             "alerts_suppressed": monitor.detector().suppressed(),
+            "journaled": journaled.recorded,
+            "revoked": journaled.revoked,
         });
         let _ = writeln!(printer.out, "{line}");
     } else {
         let _ = writeln!(printer.out, "{summary}");
+        if journaled.recorded > 0 {
+            let _ = writeln!(
+                printer.out,
+                "journaled {} inspection records{}",
+                journaled.recorded,
+                if journaled.via_daemon {
+                    " through the running appliance"
+                } else {
+                    ""
+                }
+            );
+        }
+        if !journaled.revoked.is_empty() {
+            let _ = writeln!(
+                printer.out,
+                "revoked (policy revoke_on): {}",
+                journaled.revoked.join(", ")
+            );
+        }
     }
     let _ = printer.out.flush();
     Ok(ExitCode::SUCCESS)
@@ -363,7 +408,10 @@ fn run_learn(args: LearnArgs) -> anyhow::Result<ExitCode> {
 }
 
 const INVENTORY_HELP: &str = "\
-Exit status: 0 done, 1 unreadable inventory.
+Reads the inventory state view (rebuilt from the journal's inspection records), from the
+running appliance when it serves, else from the data directory.
+
+Exit status: 0 done, 1 no appliance there or its state is unreadable.
 
 Example:
   otgate inventory --data-dir /var/lib/otgate --json";
@@ -377,16 +425,45 @@ pub struct InventoryArgs {
     pub json: bool,
 }
 
+/// The inventory view: from the running daemon, or else from the state in the data directory.
+fn load_inventory(globals: &Globals) -> anyhow::Result<Inventory> {
+    let data_dir = &globals.data_dir;
+    if let Ok(mut daemon) = crate::control::client::Client::connect(&data_dir.control_socket()) {
+        let answer = daemon
+            .call("inspect.inventory", serde_json::json!({}))
+            .context("the running appliance did not answer with its inventory")?;
+        return serde_json::from_value(answer).context("the appliance's inventory does not read");
+    }
+    let key = crate::journal::keys::load_appliance_key(&data_dir.appliance_key()).map_err(|e| {
+        hint(
+            anyhow::anyhow!("{e}"),
+            format!(
+                "is {} an appliance? (otgate init --data-dir {0})",
+                data_dir.root().display()
+            ),
+        )
+    })?;
+    let journal = crate::journal::Journal::open(
+        &data_dir.journal_dir(),
+        key,
+        crate::journal::JournalConfig::default(),
+    )?;
+    let state = crate::state::State::open(data_dir, &journal)?;
+    let tree = state
+        .tree(crate::inspect::inventory_view::NAME)
+        .ok_or_else(|| anyhow::anyhow!("the state has no inventory view"))?;
+    Ok(crate::inspect::inventory_view::load(&tree)?)
+}
+
 /// Run `otgate inventory`.
 pub fn inventory(globals: &Globals, args: InventoryArgs) -> anyhow::Result<ExitCode> {
-    let path = inventory_path(globals);
-    let inventory = Inventory::load(&path)?;
+    let inventory = load_inventory(globals)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&inventory)?);
+        println!("{}", serde_json::to_string(&inventory)?);
         return Ok(ExitCode::SUCCESS);
     }
     if inventory.assets.is_empty() {
-        println!("no assets seen yet ({})", path.display());
+        println!("no assets seen yet");
         println!(
             "hint: otgate inspect --pcap FILE --data-dir {}",
             globals.data_dir.root().display()
@@ -396,7 +473,7 @@ pub fn inventory(globals: &Globals, args: InventoryArgs) -> anyhow::Result<ExitC
     for asset in inventory.assets.values() {
         let roles: Vec<String> = asset.roles.iter().map(|r| format!("{r:?}")).collect();
         println!(
-            "{}  macs [{}]  roles [{}]  ports {:?}  units {:?}  modbus fc {:?}  dnp3 fc {:?}  first {}  last {}",
+            "{}  macs [{}]  roles [{}]  ports {:?}  units {:?}  modbus fc {:?}  dnp3 fc {:?}  messages {}  first {}  last {}",
             asset.address,
             asset.macs.iter().cloned().collect::<Vec<_>>().join(","),
             roles.join(","),
@@ -404,6 +481,7 @@ pub fn inventory(globals: &Globals, args: InventoryArgs) -> anyhow::Result<ExitC
             asset.unit_ids,
             asset.modbus_functions,
             asset.dnp3_functions,
+            asset.messages,
             asset.first_seen.to_rfc3339(),
             asset.last_seen.to_rfc3339(),
         );

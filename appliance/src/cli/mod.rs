@@ -24,6 +24,7 @@ pub mod demo;
 pub mod init;
 pub mod inspect;
 pub mod policy;
+pub mod review;
 pub mod serve;
 pub mod sessions;
 pub mod sim;

@@ -1,9 +1,10 @@
 //! `otgate sessions` and `otgate replay`: broker sessions, live and past, and their transcripts.
 //!
-//! Both read the session recordings under `DataDir::sessions_dir()` (no daemon needed); a session
-//! whose recording has no `end` line is live (or was cut short by a crash, which the journal
-//! shows). `otgate sessions kill` asks the running daemon, through its control socket, to end a
-//! session.
+//! Live sessions come from the running daemon (control `sessions.list`); past ones from the
+//! journal's session records (start, end, operations), which are the truth. A session with a
+//! start and no end that the daemon does not list as live was cut by an abrupt stop: it shows as
+//! "ended (unclean)" (the daemon journals that end at its next start). Recordings are the detail
+//! (`otgate replay`). `otgate sessions kill` asks the running daemon to end a session.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,8 +14,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::Globals;
-use crate::broker::modbus::recording::{self, Decision, RecordLine};
+use crate::broker::modbus::history::{self, JournaledSession};
+use crate::broker::modbus::live::LiveSession;
+use crate::broker::modbus::recording;
 use crate::broker::modbus::transcript;
+use crate::control::client::{self, ClientError};
+use crate::journal::event::SessionEndReason;
 
 const SESSIONS_AFTER_HELP: &str = "\
 Example:
@@ -56,6 +61,18 @@ pub struct KillArgs {
     pub acting: super::access::Acting,
 }
 
+/// Where a session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Running now (the daemon lists it).
+    Live,
+    /// Its end is journaled.
+    Ended,
+    /// Cut by an abrupt stop of the appliance: started, never ended, not running.
+    EndedUnclean,
+}
+
 /// One session as `otgate sessions` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionSummary {
@@ -69,11 +86,13 @@ pub struct SessionSummary {
     pub asset_id: String,
     /// When it started.
     pub started_at: Option<DateTime<Utc>>,
-    /// When it ended, if it did.
+    /// When it ended, if its end is journaled.
     pub ended_at: Option<DateTime<Utc>>,
-    /// Why it ended, if it did.
+    /// Why it ended, in words, if it did.
     pub end_reason: Option<String>,
-    /// Whether it is still running (no end recorded).
+    /// Live, ended, or ended (unclean).
+    pub state: SessionState,
+    /// Whether it is running now (`state == live`).
     pub live: bool,
     /// Requests forwarded so far.
     pub forwarded: u64,
@@ -81,59 +100,97 @@ pub struct SessionSummary {
     pub refused: u64,
 }
 
-/// Summarise the recordings in `dir`, oldest first.
-pub fn summaries(dir: &std::path::Path) -> anyhow::Result<Vec<SessionSummary>> {
-    let mut out = Vec::new();
-    for id in recording::list_recordings(dir)? {
-        let path = recording::recording_path(dir, &id)?;
-        let lines = match recording::read_recording(&path) {
-            Ok(lines) => lines,
-            Err(error) => {
-                tracing::warn!(%error, "skipping an unreadable recording");
-                continue;
-            }
+impl SessionSummary {
+    fn from_journal(session: JournaledSession, live: Option<&LiveSession>) -> Self {
+        let state = match (&session.end_reason, live) {
+            (Some(SessionEndReason::Unclean { .. }), _) => SessionState::EndedUnclean,
+            (Some(_), _) => SessionState::Ended,
+            (None, Some(_)) => SessionState::Live,
+            (None, None) => SessionState::EndedUnclean,
         };
-        let mut summary = SessionSummary {
-            session_id: id,
-            grant_id: String::new(),
-            identity: String::new(),
-            asset_id: String::new(),
-            started_at: None,
+        let (forwarded, refused) = match live {
+            Some(live) if state == SessionState::Live => (live.forwarded, live.refused),
+            _ => (session.forwarded, session.refused),
+        };
+        let end_reason = match (&session.end_reason, state) {
+            (Some(reason), _) => Some(reason.to_string()),
+            (None, SessionState::EndedUnclean) => {
+                Some("ended (unclean): the appliance stopped before the session ended".to_owned())
+            }
+            (None, _) => None,
+        };
+        Self {
+            session_id: session.subject.session_id,
+            grant_id: session.subject.grant_id,
+            identity: session.subject.identity,
+            asset_id: session.subject.asset_id,
+            started_at: Some(session.started_at),
+            ended_at: session.ended_at,
+            end_reason,
+            state,
+            live: state == SessionState::Live,
+            forwarded,
+            refused,
+        }
+    }
+
+    fn from_live(live: LiveSession) -> Self {
+        Self {
+            session_id: live.session_id,
+            grant_id: live.grant_id,
+            identity: live.identity,
+            asset_id: live.asset_id,
+            started_at: Some(live.started_at),
             ended_at: None,
             end_reason: None,
+            state: SessionState::Live,
             live: true,
-            forwarded: 0,
-            refused: 0,
-        };
-        for line in lines {
-            match line {
-                RecordLine::Session {
-                    grant_id,
-                    identity,
-                    asset_id,
-                    started_at,
-                    ..
-                } => {
-                    summary.grant_id = grant_id;
-                    summary.identity = identity;
-                    summary.asset_id = asset_id;
-                    summary.started_at = Some(started_at);
-                }
-                RecordLine::Transaction(tx) => match tx.decision {
-                    Decision::Forwarded => summary.forwarded += 1,
-                    Decision::Refused => summary.refused += 1,
-                },
-                RecordLine::End {
-                    ended_at, reason, ..
-                } => {
-                    summary.ended_at = Some(ended_at);
-                    summary.end_reason = Some(reason);
-                    summary.live = false;
-                }
-            }
+            forwarded: live.forwarded,
+            refused: live.refused,
         }
-        out.push(summary);
     }
+}
+
+/// The sessions the running daemon serves now; none if no daemon runs on this data directory.
+fn live_sessions(globals: &Globals) -> anyhow::Result<Vec<LiveSession>> {
+    let socket = globals.data_dir.control_socket();
+    match client::call(&socket, "sessions.list", serde_json::Value::Null) {
+        Ok(answer) => serde_json::from_value(answer)
+            .context("the daemon's sessions.list answer is not a list of sessions"),
+        Err(ClientError::NotRunning { .. }) => Ok(Vec::new()),
+        Err(error) => Err(super::hint(
+            anyhow::Error::new(error).context("cannot ask the running daemon for live sessions"),
+            "check the daemon (otgate serve) and try again",
+        )),
+    }
+}
+
+/// Every session: past ones from the journal, live ones from the daemon; oldest first.
+pub fn summaries(globals: &Globals) -> anyhow::Result<Vec<SessionSummary>> {
+    // Ask the daemon first: a session it lists has its start in the journal read after.
+    let mut live = live_sessions(globals)?;
+    let journal_dir = globals.data_dir.journal_dir();
+    let journaled = history::journaled_sessions(&journal_dir, None).map_err(|e| {
+        super::hint(
+            anyhow::Error::new(e).context(format!(
+                "cannot read the sessions in the journal {}",
+                journal_dir.display()
+            )),
+            format!(
+                "is {} an appliance's data directory? (otgate init; otgate audit verify)",
+                globals.data_dir.root().display()
+            ),
+        )
+    })?;
+    let mut out = Vec::with_capacity(journaled.len());
+    for session in journaled {
+        let position = live
+            .iter()
+            .position(|l| l.session_id == session.subject.session_id);
+        let running = position.map(|i| live.swap_remove(i));
+        out.push(SessionSummary::from_journal(session, running.as_ref()));
+    }
+    out.extend(live.into_iter().map(SessionSummary::from_live));
     out.sort_by(|a, b| {
         a.started_at
             .cmp(&b.started_at)
@@ -147,8 +204,7 @@ pub fn sessions(globals: &Globals, args: SessionsArgs) -> anyhow::Result<ExitCod
     if let Some(SessionsCommand::Kill(kill)) = args.command {
         return kill_session(globals, kill);
     }
-    let dir = globals.data_dir.sessions_dir();
-    let all = summaries(&dir)?;
+    let all = summaries(globals)?;
     let shown: Vec<&SessionSummary> = all.iter().filter(|s| !args.live || s.live).collect();
     if args.json {
         for summary in shown {
@@ -169,10 +225,12 @@ pub fn sessions(globals: &Globals, args: SessionsArgs) -> anyhow::Result<ExitCod
             .started_at
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
             .unwrap_or_else(|| "?".into());
-        let state = match (&s.end_reason, s.live) {
-            (_, true) => "live".to_owned(),
-            (Some(reason), false) => format!("ended: {reason}"),
-            (None, false) => "ended".to_owned(),
+        let state = match (s.state, &s.end_reason) {
+            (SessionState::Live, _) => "live".to_owned(),
+            (SessionState::EndedUnclean, Some(reason)) => reason.clone(),
+            (SessionState::EndedUnclean, None) => "ended (unclean)".to_owned(),
+            (SessionState::Ended, Some(reason)) => format!("ended: {reason}"),
+            (SessionState::Ended, None) => "ended".to_owned(),
         };
         println!(
             "{:<24} {:<16} {:<14} {:<12} {:<24} {:>9} {:>7}  {state}",

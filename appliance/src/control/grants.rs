@@ -1,5 +1,7 @@
 //! Control methods of the grants concern: `grants.list`, `grants.show`, `grants.approve`,
-//! `grants.deny`, `grants.revoke`, `grants.sign_off`.
+//! `grants.deny`, `grants.revoke`, `grants.sign_off`, `grants.break_glass`, and
+//! `grants.import_review` (HQ's signed review record, verified here against the installed trust
+//! root; no OT person acts, the signatures do).
 //!
 //! Methods that act for an OT person name them (`as`) and authenticate them against the OT
 //! store before the grants service sees the identity. Answers are the records as JSON.
@@ -52,6 +54,12 @@ struct BreakGlass {
     operations: Vec<String>,
     duration_secs: u64,
     reason: String,
+}
+
+/// HQ's signed review record, base64.
+#[derive(Debug, Deserialize)]
+struct ImportReview {
+    record: String,
 }
 
 /// Answer a `grants.*` method.
@@ -138,6 +146,23 @@ pub async fn handle(app: &Arc<Appliance>, method: &str, p: Value) -> Result<Valu
             };
             let submitted = app.grants.submit(ask).await.map_err(grant_error)?;
             to_json(&submitted)
+        }
+        "grants.import_review" => {
+            use base64::Engine;
+            let ImportReview { record } = params(method, p)?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(record.as_bytes())
+                .map_err(|e| ControlError::invalid(format!("record is not base64: {e}")))?;
+            let root = crate::bundles::trust_root(&app.data_dir).map_err(|e| {
+                ControlError::refused(e.to_string())
+                    .with_hint("a review record is checked against HQ's trust root; install it with otgate init --trust-root")
+            })?;
+            let signed_off = app
+                .grants
+                .import_review_bytes(&bytes, &root)
+                .await
+                .map_err(grant_error)?;
+            Ok(serde_json::json!({ "signed_off": signed_off }))
         }
         _ => Err(ControlError::new(
             "unknown_method",

@@ -26,6 +26,7 @@ use crate::daemon::Appliance;
 pub mod client;
 pub mod grants;
 pub mod inspect;
+pub mod policy;
 pub mod sessions;
 pub mod stores;
 
@@ -265,6 +266,7 @@ async fn dispatch(app: &Arc<Appliance>, request: ControlRequest) -> Result<Value
         "users" | "vault" => stores::handle(app, &request.method, request.params).await,
         "sessions" => sessions::handle(app, &request.method, request.params).await,
         "inspect" => inspect::handle(app, &request.method, request.params).await,
+        "policy" => policy::handle(app, &request.method, request.params).await,
         _ => Err(ControlError::new(
             "unknown_method",
             format!("unknown method {}", request.method),

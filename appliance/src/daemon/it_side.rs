@@ -51,6 +51,23 @@ pub enum RequestReply {
     },
 }
 
+/// One frame of a `Status` tunnel: the grant as it stands, or why the appliance will not say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum StatusReply {
+    /// Where the grant stands now (sent at once, at each warning, and when it ends).
+    Status(crate::grants::service::GrantStatus),
+    /// Not the client's grant, or no such grant.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How often a `Status` tunnel gets a frame even when nothing changed (so the client sees a
+/// dead appliance, and the remaining time stays fresh).
+pub const STATUS_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The appliance's TLS identity, made by `otgate init`.
 pub fn load_tls(app: &Appliance) -> Result<ApplianceTls, DaemonError> {
     crate::tunnel::tls::load_server(&app.data_dir).map_err(|e| {
@@ -203,6 +220,9 @@ async fn handle(app: Arc<Appliance>, tunnel: Authenticated) {
                 tracing::debug!(error = %e, "could not answer a request tunnel");
             }
         }
+        Purpose::Status { grant_id } => {
+            status_stream(&app, &mut stream, &grant_id, peer.identity()).await;
+        }
         Purpose::Session { grant_id, asset } => {
             let lease = match app
                 .grants
@@ -216,6 +236,52 @@ async fn handle(app: Arc<Appliance>, tunnel: Authenticated) {
                 }
             };
             super::session::run(app, stream, lease).await;
+        }
+    }
+}
+
+/// Serve a `Status` tunnel: a frame now, one at each notice about the grant (warnings, end,
+/// revocation) and every [`STATUS_HEARTBEAT`], until the grant is final, the client leaves or
+/// the daemon stops.
+async fn status_stream<S>(app: &Arc<Appliance>, stream: &mut S, grant_id: &str, identity: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use crate::tunnel::handshake::write_message;
+    // Subscribe before the first frame, so no notice falls between the two.
+    let mut notices = app.notices.subscribe();
+    loop {
+        let reply = match app.grants.status(grant_id, identity).await {
+            Ok(status) => StatusReply::Status(status),
+            Err(e) => StatusReply::Refused {
+                reason: e.to_string(),
+            },
+        };
+        let last = match &reply {
+            StatusReply::Status(s) => s.state.is_final(),
+            StatusReply::Refused { .. } => true,
+        };
+        if let Err(e) = write_message(stream, &reply).await {
+            tracing::debug!(error = %e, grant = grant_id, "status client left");
+            return;
+        }
+        if last {
+            return;
+        }
+        let heartbeat = tokio::time::sleep(STATUS_HEARTBEAT);
+        tokio::pin!(heartbeat);
+        loop {
+            tokio::select! {
+                () = app.shutdown.cancelled() => return,
+                () = &mut heartbeat => break,
+                notice = notices.recv() => match notice {
+                    Ok(n) if n.grant_id.as_deref() == Some(grant_id) => break,
+                    Ok(_) => {}
+                    // Fell behind: send a fresh frame.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            }
         }
     }
 }

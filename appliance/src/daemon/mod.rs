@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::control::Notice;
 use crate::datadir::DataDir;
-use crate::grants::adapters::PolicyAccess;
 use crate::grants::{Grants, Registry};
 use crate::journal::event::Event;
 use crate::journal::{Journal, JournalConfig};
@@ -57,6 +56,9 @@ pub struct DaemonConfig {
     pub handshake_timeout: Duration,
     /// Told once the daemon serves (for `otgate serve`'s `ready` line).
     pub ready: Option<tokio::sync::mpsc::UnboundedSender<()>>,
+    /// The signed policy while running (bundle validity, imports, periodic pull): loaded by
+    /// [`run`] from the data directory; an unsigned, never-lapsing placeholder before that.
+    pub bundles: Arc<crate::bundles::live::LivePolicy>,
 }
 
 impl DaemonConfig {
@@ -69,6 +71,7 @@ impl DaemonConfig {
             upstream_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
             ready: None,
+            bundles: Arc::new(crate::bundles::live::LivePolicy::unsigned()),
         }
     }
 }
@@ -132,6 +135,9 @@ pub enum DaemonError {
     /// Grants could not be resumed.
     #[error("grants: {0}")]
     Grants(#[from] crate::grants::GrantError),
+    /// The `[inspect]` table of appliance.toml is invalid, or its interface cannot be captured.
+    #[error("passive inspection")]
+    Inspect(#[from] crate::inspect::service::InspectServiceError),
 }
 
 /// What every part of the running daemon shares (the control handlers get it).
@@ -180,9 +186,8 @@ impl Appliance {
             Ok(mut p) => *p = Arc::clone(&policy),
             Err(poisoned) => *poisoned.into_inner() = Arc::clone(&policy),
         }
-        self.grants
-            .policy_changed(Arc::new(PolicyAccess::new(policy)))
-            .await
+        let access = self.config.bundles.access(policy, self.clock.now_utc());
+        self.grants.policy_changed(Arc::new(access)).await
     }
 }
 
@@ -268,6 +273,14 @@ pub async fn run(
     let exporter = crate::journal::export::Exporter::from_config(&data_dir, &journal)
         .map_err(|e| DaemonError::Journal(e.to_string()))?;
     let policy = load_policy(&config)?;
+    let live = Arc::new(
+        crate::bundles::live::LivePolicy::load(&config)
+            .map_err(|e| DaemonError::Policy(e.to_string()))?,
+    );
+    let config = DaemonConfig {
+        bundles: Arc::clone(&live),
+        ..config
+    };
     let state = crate::state::State::open(&data_dir, &journal)
         .map_err(|e| DaemonError::Journal(format!("state: {e}")))?;
     let registry = match state.tree(crate::grants::view::NAME) {
@@ -279,7 +292,7 @@ pub async fn run(
     let grants = Grants::new(
         registry,
         Arc::new(journal.clone()),
-        Arc::new(PolicyAccess::new(Arc::clone(&policy))),
+        Arc::new(live.access(Arc::clone(&policy), clock.now_utc())),
         Arc::clone(&clock),
         notices.clone(),
     );
@@ -305,9 +318,28 @@ pub async fn run(
         shutdown: shutdown.clone(),
     });
     let tls = it_side::load_tls(&app)?;
+    // Passive inspection of the mirror port, when appliance.toml's [inspect] names one.
+    let inspection = crate::inspect::service::prepare(&app.data_dir)?;
     let mut tasks = tokio::task::JoinSet::new();
+    // Sessions an abrupt stop cut (started before this run, never ended) are journaled as ended.
+    let head_before_sessions = app.journal.head().seq;
+    tasks.spawn(crate::broker::modbus::history::close_unclean_at_start(
+        app.journal.clone(),
+        head_before_sessions,
+    ));
+    if let Some(prepared) = inspection {
+        tasks.spawn(crate::inspect::service::run(
+            prepared,
+            Arc::clone(&app),
+            shutdown.clone(),
+        ));
+    }
     tasks.spawn(Arc::clone(&grants).run_expiry(shutdown.clone()));
     tasks.spawn(keep_state_current(state, shutdown.clone()));
+    tasks.spawn(crate::bundles::live::run(
+        Arc::clone(&app),
+        shutdown.clone(),
+    ));
     if let Some(exporter) = exporter {
         tasks.spawn(exporter.run(shutdown.clone()));
     }

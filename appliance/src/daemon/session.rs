@@ -17,7 +17,7 @@ use crate::broker::modbus::session::{run_session, SessionContext};
 use crate::grants::SessionLease;
 
 /// Sessions whose rule names no idle timeout close after this long without a byte.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = crate::grants::service::DEFAULT_IDLE_TIMEOUT;
 
 static SESSIONS: AtomicU64 = AtomicU64::new(0);
 
@@ -87,6 +87,9 @@ where
     };
     let outcome = run_session(&mut stream, ctx).await;
     tracing::info!(grant = %lease.grant_id, ?outcome, "session ended");
+    if outcome.reason == crate::journal::event::SessionEndReason::IdleTimeout {
+        lease.idled_out();
+    }
     cancel.cancel();
     let _ = watcher.await;
     let _ = stream.shutdown().await;

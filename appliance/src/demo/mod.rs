@@ -709,8 +709,16 @@ impl Stage {
 
     /// Try to open a session and read; what the vendor's tool saw.
     async fn try_session(&self, who: &str, grant: &str, asset: &str) -> String {
+        let log = self.work.join(format!("connect-{who}-{grant}.log"));
         let Ok((mut child, local)) = self.connect(who, grant, asset).await else {
-            return "otgate connect refused to start".into();
+            return match std::fs::read_to_string(&log)
+                .ok()
+                .as_deref()
+                .and_then(refusal_reason)
+            {
+                Some(reason) => format!("otgate connect refused to start: {reason}"),
+                None => "otgate connect refused to start".into(),
+            };
         };
         let outcome = match tokio_modbus::client::tcp::connect_slave(local, Slave(1)).await {
             Err(e) => format!("no connection ({e})"),
@@ -727,7 +735,15 @@ impl Stage {
         };
         let _ = child.kill();
         let _ = child.wait();
-        outcome
+        // `otgate connect` names the appliance's reason on its stderr (kept in its log).
+        match std::fs::read_to_string(&log)
+            .ok()
+            .as_deref()
+            .and_then(refusal_reason)
+        {
+            Some(reason) => format!("refused by the appliance: {reason}"),
+            None => outcome,
+        }
     }
 
     async fn rogue_write(&mut self) -> anyhow::Result<()> {
@@ -904,6 +920,19 @@ pub fn main(options: DemoOptions) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The appliance's reason in `otgate connect`'s log: its last `otgate: REASON` line, or the
+/// REASON of "... refused the session for PEER: REASON".
+fn refusal_reason(log: &str) -> Option<String> {
+    log.lines().rev().find_map(|line| {
+        if let Some(reason) = line.strip_prefix("otgate: ") {
+            return Some(reason.trim().to_owned());
+        }
+        let (_, rest) = line.split_once("refused the session for ")?;
+        let (_, reason) = rest.split_once(": ")?;
+        Some(reason.trim().to_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -927,5 +956,19 @@ mod tests {
         let policy = replace_public_key(PLANT_POLICY, "alice", "NEWKEY").unwrap();
         assert!(policy.contains("\"NEWKEY\""));
         assert!(replace_public_key(PLANT_POLICY, "nobody", "X").is_err());
+    }
+
+    #[test]
+    fn the_last_refusal_in_a_connect_log_is_the_reason() {
+        let log = "listening on 127.0.0.1:1: ...\n\
+                   otgate connect: the appliance refused the session for 127.0.0.1:5: first\n\
+                   otgate: grant G-0002 is pending approval\n";
+        assert_eq!(
+            refusal_reason(log).as_deref(),
+            Some("grant G-0002 is pending approval")
+        );
+        let log = "otgate connect: the appliance refused the session for 127.0.0.1:6: not active\n";
+        assert_eq!(refusal_reason(log).as_deref(), Some("not active"));
+        assert_eq!(refusal_reason("listening on 127.0.0.1:1\n"), None);
     }
 }

@@ -3,7 +3,12 @@
 //!
 //! Translation only: operation strings are parsed with `OperationSpec::from_str`, policy ids
 //! are wrapped, the decision is put into words. Nothing is decided here that the policy crate
-//! does not decide.
+//! does not decide, with one exception owned by signed bundles: a [`PolicyAccess`] built with
+//! its bundle's validity ([`PolicyAccess::with_validity`]) refuses every request but
+//! break-glass once the bundle's grace has run out (the standing comes from
+//! `bundles::BundleValidity::standing` at the decision's own `now`), words decisions made on
+//! grace with a warning, and no longer covers non-break-glass grants. Expiry never widens
+//! access, and break-glass never lapses.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,6 +21,7 @@ use otgate_policy::{
 };
 
 use super::seams::{AccessPolicy, Answer, Ask, RecordError, RecordFuture, Recorder, Tally, Terms};
+use crate::bundles::{BundleValidity, Standing};
 use crate::journal::event::{Event, GrantMode, RoleCount};
 use crate::journal::Journal;
 
@@ -36,12 +42,63 @@ impl Recorder for Journal {
 #[derive(Debug, Clone)]
 pub struct PolicyAccess {
     policy: Arc<Policy>,
+    /// The signed bundle's validity (`None` for an unsigned test policy, which never lapses).
+    validity: Option<BundleValidity>,
+    /// Whether the bundle had lapsed when this view was made (for [`AccessPolicy::still_covers`],
+    /// which is asked without a clock when the policy changes).
+    lapsed_when_made: bool,
 }
 
 impl PolicyAccess {
     /// Wrap a parsed (and, outside tests, verified) policy.
     pub fn new(policy: Arc<Policy>) -> Self {
-        Self { policy }
+        Self {
+            policy,
+            validity: None,
+            lapsed_when_made: false,
+        }
+    }
+
+    /// Wrap the policy of a signed bundle with the bundle's validity, as it stands at `now`.
+    pub fn with_validity(
+        policy: Arc<Policy>,
+        validity: BundleValidity,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            policy,
+            validity: Some(validity),
+            lapsed_when_made: validity.standing(now).breakglass_only(),
+        }
+    }
+
+    /// Why only break-glass is granted at `now`, if the bundle has lapsed.
+    fn lapsed(&self, now: DateTime<Utc>) -> Option<String> {
+        let validity = self.validity?;
+        match validity.standing(now) {
+            Standing::Lapsed { grace_until } => Some(format!(
+                "the policy has lapsed: bundle v{} expired at {} and its grace ended at {}; only break-glass works until a newer bundle is installed (`otgate policy status`)",
+                validity.version,
+                validity.expires_at.to_rfc3339(),
+                grace_until.to_rfc3339()
+            )),
+            _ => None,
+        }
+    }
+
+    /// The warning added to the words of a decision made while the bundle runs on grace.
+    fn grace_note(&self, now: DateTime<Utc>) -> Option<String> {
+        match self.validity?.standing(now) {
+            Standing::Grace {
+                expired_at,
+                grace_until,
+            } => Some(format!(
+                "\n  warning: the policy bundle expired at {} and is enforced on grace until {}",
+                expired_at.to_rfc3339(),
+                grace_until.to_rfc3339()
+            )),
+            _ => None,
+        }
     }
 
     /// The policy itself.
@@ -134,10 +191,18 @@ impl AccessPolicy for PolicyAccess {
             Ok(ops) => ops,
             Err(e) => return Answer::Deny(e),
         };
+        if !ask.emergency {
+            if let Some(why) = self.lapsed(now) {
+                return Answer::Deny(why);
+            }
+        }
         let decision = self
             .policy
             .decide(&self.request_of(ask, ops, ask.emergency), now);
-        let words = decision.to_string();
+        let mut words = decision.to_string();
+        if let Some(note) = self.grace_note(now) {
+            words.push_str(&note);
+        }
         match decision {
             Decision::Allow(g) => Answer::Allow(terms_of(g, None, words)),
             Decision::NeedApproval(g, requirement) => {
@@ -218,6 +283,12 @@ impl AccessPolicy for PolicyAccess {
         Tally { missing, newest }
     }
 
+    fn ot_supervises(&self, id: &str) -> bool {
+        self.policy
+            .ot_identity(id)
+            .is_some_and(|o| o.kind == otgate_policy::OtKind::Approver)
+    }
+
     fn is_it_identity(&self, id: &str) -> bool {
         self.policy.it_identity(id).is_some()
     }
@@ -236,8 +307,14 @@ impl AccessPolicy for PolicyAccess {
         if self.policy.asset(asset).is_none() {
             return Err(format!("the policy no longer names asset {asset}"));
         }
-        if self.policy.rule(rule).is_none() {
+        let Some(the_rule) = self.policy.rule(rule) else {
             return Err(format!("the policy no longer has rule {rule}"));
+        };
+        if self.lapsed_when_made && the_rule.mode != PolicyMode::Emergency {
+            let version = self.validity.map(|v| v.version).unwrap_or_default();
+            return Err(format!(
+                "the policy has lapsed (bundle v{version}, grace over): only break-glass works"
+            ));
         }
         let Some(identity) = self.policy.it_identity(requester) else {
             // Emergency grants may belong to OT operators.

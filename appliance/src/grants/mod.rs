@@ -5,12 +5,14 @@
 //! - [`registry`]: requests and grants in memory, changed only by applying journal records.
 //! - [`seams`]: what the service needs of the policy and the journal.
 //! - [`service`]: submit, approve, deny, revoke, sign off, sessions, expiry (`Grants`).
+//! - [`recheck`]: whether a new policy still covers a live grant's operations.
 //!
 //! Every move is journaled before it takes effect; the registry is rebuilt from the journal.
 //! This module does not authenticate anyone: callers pass identities they authenticated
 //! (the tunnel for IT requesters, the OT store for approvers).
 
 pub mod adapters;
+pub mod recheck;
 pub mod registry;
 pub mod seams;
 pub mod service;

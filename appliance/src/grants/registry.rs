@@ -38,12 +38,21 @@ pub struct Outcome {
 }
 
 /// The review of an emergency grant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Review {
     /// Who signed it off, once someone has.
     pub signed_off_by: Option<String>,
     /// When it was signed off.
     pub signed_off_at: Option<DateTime<Utc>>,
+    /// HQ's verdict, when a signed review record signed it off (`justified`, `unjustified`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// HQ's comment, when a signed review record signed it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The hash of the review record that signed it off (hex), if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
 }
 
 /// One request and the grant it became, as the journal tells it.
@@ -99,6 +108,13 @@ pub struct GrantRecord {
     pub activated_at: Option<DateTime<Utc>>,
     /// Minutes-left warnings already given.
     pub warned: Vec<u32>,
+    /// Whether the requester passed a second factor when asking. (Records written before this
+    /// field existed were all submitted through their rule's MFA check.)
+    #[serde(default = "yes")]
+    pub mfa: bool,
+    /// Seconds of its window used, as last checkpointed on the monotonic clock.
+    #[serde(default)]
+    pub active_secs: u64,
     /// How it reached its final state.
     pub outcome: Option<Outcome>,
     /// For emergency grants: their review.
@@ -165,6 +181,10 @@ pub struct Registry {
     by_grant: HashMap<String, String>,
     last_request: u32,
     last_grant: u32,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn number_of(id: &str, prefix: &str) -> Option<u32> {
@@ -262,8 +282,8 @@ impl Registry {
                     ticket,
                     reason,
                     source,
+                    mfa,
                     at,
-                    ..
                 } = submission.as_ref();
                 let state = match (mode, grant_id) {
                     (GrantMode::Approvers, _) | (_, None) => GrantState::Requested,
@@ -300,11 +320,10 @@ impl Registry {
                     submitted_at: *at,
                     activated_at: (state == GrantState::Active).then_some(*at),
                     warned: Vec::new(),
+                    mfa: *mfa,
+                    active_secs: 0,
                     outcome: None,
-                    review: (*mode == GrantMode::Emergency).then_some(Review {
-                        signed_off_by: None,
-                        signed_off_at: None,
-                    }),
+                    review: (*mode == GrantMode::Emergency).then_some(Review::default()),
                 };
                 self.insert_new(record)?;
                 if let Some(g) = grant_id {
@@ -345,6 +364,8 @@ impl Registry {
                     submitted_at: *at,
                     activated_at: None,
                     warned: Vec::new(),
+                    mfa: false,
+                    active_secs: 0,
                     outcome: Some(Outcome {
                         by: "policy".to_owned(),
                         reason: reason.clone(),
@@ -474,7 +495,42 @@ impl Registry {
                 record.review = Some(Review {
                     signed_off_by: Some(by.clone()),
                     signed_off_at: Some(*at),
+                    ..Review::default()
                 });
+            }
+            AccessEvent::ReviewImported {
+                record: hash,
+                reviewer,
+                verdict,
+                comment,
+                request_ids,
+                at,
+                ..
+            } => {
+                // Every request it names exists (the service checked); the sled view applies
+                // it to one request at a time, so a request not held here is skipped.
+                for request_id in request_ids {
+                    let Some(record) = self.records.get_mut(request_id) else {
+                        continue;
+                    };
+                    record.review = Some(Review {
+                        signed_off_by: Some(format!("hq:{reviewer}")),
+                        signed_off_at: Some(*at),
+                        verdict: Some(verdict.clone()),
+                        comment: Some(comment.clone()),
+                        record: Some(hash.clone()),
+                    });
+                }
+            }
+            AccessEvent::GrantProgress {
+                grant_id,
+                active_secs,
+                ..
+            } => {
+                if let Some(request_id) = self.by_grant.get(grant_id).cloned() {
+                    let record = self.record_mut(&request_id)?;
+                    record.active_secs = record.active_secs.max(*active_secs);
+                }
             }
             AccessEvent::Refused { .. } => {}
         }

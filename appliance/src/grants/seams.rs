@@ -102,6 +102,9 @@ pub trait AccessPolicy: Send + Sync + std::fmt::Debug {
         requester: &str,
         approvers: &[String],
     ) -> Tally;
+    /// Whether `id` is a supervising OT identity (kind `approver` in the policy, as opposed to
+    /// an `operator`): who may revoke grants and sign off emergency use at the console.
+    fn ot_supervises(&self, id: &str) -> bool;
     /// Whether `id` is an IT identity (people and vendors who ask).
     fn is_it_identity(&self, id: &str) -> bool;
     /// When an IT identity's account expires, if it does.

@@ -10,8 +10,23 @@
 //!
 //! Time: a grant's end is kept as a monotonic deadline from the moment it becomes active (the
 //! wall-clock end minus the wall clock then, never more than its planned length), so moving the
-//! wall clock afterwards never lengthens it. Each grant has a [`CancellationToken`]; each session
-//! holds a child of it, so ending or revoking a grant closes all of its sessions at once.
+//! wall clock afterwards never lengthens it. While active, the time it has used is checkpointed
+//! in the journal (`GrantProgress`, every [`PROGRESS_EVERY`] and at shutdown). After a restart
+//! what is left is `min(window end - wall clock now, budget - used)`, where the budget is the
+//! window from activation to end: a wall clock set back while the daemon was down cannot give
+//! it more than it had left at the last checkpoint, and one set forward only shortens it.
+//! Each grant has a [`CancellationToken`]; each session holds a child of it, so ending or
+//! revoking a grant closes all of its sessions at once.
+//!
+//! End conditions of the rule: sessions close when idle (the broker); when the rule says
+//! `end_on_last_disconnect`, the grant itself ends when its last session leaves (`last_disconnect`,
+//! or `idle` if that session idled out) or when no session opens within the idle timeout of
+//! its activation (`idle`).
+//!
+//! Who may act at the console comes from the policy: an OT identity that holds a role the request
+//! needs (or is named as its approver) approves and denies it; only supervising OT identities
+//! (kind `approver`) revoke by hand and sign off emergency use, never the grant's own user. HQ
+//! signs off through a signed review record ([`Grants::import_review`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
@@ -32,6 +47,10 @@ use crate::journal::event::{AccessEvent, EndReason, Event, GrantMode, RevokeCaus
 
 /// Warnings are given this many minutes before a grant's end.
 pub const WARN_MINUTES: [u32; 2] = [10, 2];
+/// How often an active grant's use is checkpointed in the journal.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(60);
+/// The idle timeout of a rule that names none.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// Why a grants operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,6 +128,40 @@ struct Live {
     sessions: usize,
     /// Set when its last session left and the grant should end for it.
     last_left: bool,
+    /// Whether that last session left because it idled out.
+    last_left_idle: bool,
+    /// Whether any session has used it since it became active (in this run).
+    used: bool,
+    /// The monotonic instant its use was last counted from (activation or resume).
+    counted_from: Option<Instant>,
+    /// Seconds used before `counted_from` (from the journal's checkpoints).
+    used_before: u64,
+    /// Seconds used at the last checkpoint journaled.
+    checkpointed: u64,
+}
+
+impl Live {
+    fn new(token: CancellationToken) -> Self {
+        Self {
+            token,
+            deadline: None,
+            sessions: 0,
+            last_left: false,
+            last_left_idle: false,
+            used: false,
+            counted_from: None,
+            used_before: 0,
+            checkpointed: 0,
+        }
+    }
+
+    /// Seconds of its window used by `mono`.
+    fn used_secs(&self, mono: Instant) -> u64 {
+        let since = self
+            .counted_from
+            .map_or(0, |from| mono.saturating_duration_since(from).as_secs());
+        self.used_before.saturating_add(since)
+    }
 }
 
 /// A session's hold on an active grant; dropping it tells the grant the session left.
@@ -128,13 +181,43 @@ pub struct SessionLease {
     pub deadline: Instant,
     /// Idle timeout of the session.
     pub idle_timeout: Duration,
+    /// Set when the session ended because it idled out.
+    idled_out: std::sync::atomic::AtomicBool,
     grants: Arc<Grants>,
+}
+
+impl SessionLease {
+    /// Say that the session ends because it idled out (the grant may end as `idle`).
+    pub fn idled_out(&self) {
+        self.idled_out
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Drop for SessionLease {
     fn drop(&mut self) {
-        self.grants.session_left(&self.grant_id);
+        let idle = self.idled_out.load(std::sync::atomic::Ordering::Relaxed);
+        self.grants.session_left(&self.grant_id, idle);
     }
+}
+
+/// Where a grant stands, for its user (`otgate connect`'s status channel).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct GrantStatus {
+    /// `G-0001`.
+    pub grant_id: String,
+    /// The asset it covers.
+    pub asset: String,
+    /// Where it stands.
+    pub state: GrantState,
+    /// The window's end (wall clock).
+    pub end: DateTime<Utc>,
+    /// Seconds left on the appliance's monotonic clock (0 once final).
+    pub remaining_secs: u64,
+    /// The minutes-left warnings given so far (10, 2).
+    pub warned: Vec<u32>,
+    /// How it ended, once final.
+    pub outcome: Option<String>,
 }
 
 /// Filter for [`Grants::list`].
@@ -488,12 +571,15 @@ impl Grants {
                 .refuse("deny", id, approver, format!("no request {id}"))
                 .await);
         };
-        if self.policy().ot_roles(approver).is_none() {
+        let Some(roles) = self.policy().ot_roles(approver) else {
             let reason = format!("{approver} is not an OT identity; only OT identities deny");
             return Err(self.refuse("deny", id, approver, reason).await);
-        }
+        };
         if record.state != GrantState::Requested {
             let why = format!("request is {}, not waiting for approval", record.state);
+            return Err(self.refuse("deny", id, approver, why).await);
+        }
+        if let Err(why) = may_decide(&record, approver, &roles) {
             return Err(self.refuse("deny", id, approver, why).await);
         }
         let event = AccessEvent::RequestDenied {
@@ -515,9 +601,19 @@ impl Grants {
         reason: &str,
     ) -> Result<(), GrantError> {
         let mut registry = self.registry.lock().await;
-        if cause == RevokeCause::Manual && self.policy().ot_roles(by).is_none() {
-            let why = format!("{by} is not an OT identity; only OT identities revoke");
-            return Err(self.refuse("revoke", id, by, why).await);
+        if cause == RevokeCause::Manual {
+            let policy = self.policy();
+            if policy.ot_roles(by).is_none() {
+                let why = format!("{by} is not an OT identity; only OT identities revoke");
+                return Err(self.refuse("revoke", id, by, why).await);
+            }
+            if !policy.ot_supervises(by) {
+                let why = format!(
+                    "{by} is an OT operator, not a supervisor; only supervising OT identities \
+                     (kind approver in the policy) revoke"
+                );
+                return Err(self.refuse("revoke", id, by, why).await);
+            }
         }
         self.revoke_locked(&mut registry, id, by, cause, reason)
             .await
@@ -568,8 +664,20 @@ impl Grants {
             let why = "it is not an emergency grant awaiting review".to_owned();
             return Err(self.refuse("sign_off", id, by, why).await);
         }
-        if self.policy().ot_roles(by).is_none() || by == record.requester {
-            let why = format!("{by} cannot sign off: an OT identity other than its user must");
+        let policy = self.policy();
+        if by == record.requester {
+            let why = format!("{by} used this emergency grant and cannot sign off their own use");
+            return Err(self.refuse("sign_off", id, by, why).await);
+        }
+        if policy.ot_roles(by).is_none() {
+            let why = format!("{by} cannot sign off: only a supervising OT identity may");
+            return Err(self.refuse("sign_off", id, by, why).await);
+        }
+        if !policy.ot_supervises(by) {
+            let why = format!(
+                "{by} is an OT operator, not a supervisor; only supervising OT identities \
+                 (kind approver in the policy) sign off emergency use"
+            );
             return Err(self.refuse("sign_off", id, by, why).await);
         }
         let event = AccessEvent::ReviewSignedOff {
@@ -579,6 +687,91 @@ impl Grants {
             at: self.clock.now_utc(),
         };
         self.transition(&mut registry, event, None).await
+    }
+
+    /// Import HQ's verified review record: every grant it names must be an emergency grant of
+    /// this appliance that awaits review and began before the record was issued. Then one
+    /// journaled record signs them all off. A replay, an unknown or non-emergency grant, one
+    /// signed off already, or a record older than its grant is refused (journaled); nothing
+    /// else changes. Returns the grants signed off.
+    pub async fn import_review(
+        &self,
+        review: &otgate_sync::review::VerifiedReview,
+    ) -> Result<Vec<String>, GrantError> {
+        let mut registry = self.registry.lock().await;
+        match review_import(&registry, review, self.clock.now_utc()) {
+            Ok(event) => {
+                self.transition(&mut registry, event, None).await?;
+                Ok(review.body().grant_ids.clone())
+            }
+            Err(refusal) => Err(self
+                .refuse(
+                    "review_import",
+                    &refusal.target,
+                    &refusal.actor,
+                    refusal.reason,
+                )
+                .await),
+        }
+    }
+
+    /// Verify review-record `bytes` against `root` and import them ([`Grants::import_review`]);
+    /// a record that does not verify is refused (journaled) with the verifier's reason.
+    pub async fn import_review_bytes(
+        &self,
+        bytes: &[u8],
+        root: &otgate_sync::TrustRoot,
+    ) -> Result<Vec<String>, GrantError> {
+        match otgate_sync::review::verify_review(bytes, root, self.clock.now_utc()) {
+            Ok(verified) => self.import_review(&verified).await,
+            Err(refusal) => {
+                let target = review_target_of(bytes);
+                Err(self
+                    .refuse("review_import", &target, "hq", refusal.to_string())
+                    .await)
+            }
+        }
+    }
+
+    /// Where grant `grant_id` stands, for its own user only (`Refused` otherwise).
+    pub async fn status(&self, grant_id: &str, identity: &str) -> Result<GrantStatus, GrantError> {
+        let record = {
+            let registry = self.registry.lock().await;
+            registry.find(grant_id).cloned()
+        };
+        let refusal = match &record {
+            None => Some(format!("no grant {grant_id}")),
+            Some(r) if r.grant_id.as_deref() != Some(grant_id) => {
+                Some(format!("{grant_id} is not a grant (it is {})", r.state))
+            }
+            Some(r) if r.requester != identity => {
+                Some(format!("grant belongs to {}, not {identity}", r.requester))
+            }
+            Some(_) => None,
+        };
+        let (Some(record), None) = (record, refusal.clone()) else {
+            let reason = refusal.unwrap_or_default();
+            return Err(self.refuse("status", grant_id, identity, reason).await);
+        };
+        let mono = self.clock.now_mono();
+        let remaining_secs = match (record.state, self.live().get(grant_id)) {
+            (GrantState::Active, Some(live)) => live
+                .deadline
+                .map_or(0, |d| d.saturating_duration_since(mono).as_secs()),
+            (GrantState::Approved, _) => (record.end - record.start)
+                .to_std()
+                .map_or(0, |d| d.as_secs()),
+            _ => 0,
+        };
+        Ok(GrantStatus {
+            grant_id: grant_id.to_owned(),
+            asset: record.asset.clone(),
+            state: record.state,
+            end: record.end,
+            remaining_secs,
+            warned: record.warned.clone(),
+            outcome: record.outcome.as_ref().map(|o| o.reason.clone()),
+        })
     }
 
     /// Records matching `filter`, newest first.
@@ -634,6 +827,8 @@ impl Grants {
         };
         entry.sessions = entry.sessions.saturating_add(1);
         entry.last_left = false;
+        entry.last_left_idle = false;
+        entry.used = true;
         Ok(SessionLease {
             grant_id: record.grant_id.clone().unwrap_or_default(),
             identity: identity.to_owned(),
@@ -642,16 +837,18 @@ impl Grants {
             cancel: entry.token.child_token(),
             deadline: entry.deadline.unwrap_or_else(|| self.clock.now_mono()),
             idle_timeout: Duration::from_secs(record.idle_timeout_secs),
+            idled_out: std::sync::atomic::AtomicBool::new(false),
             grants: Arc::clone(self),
         })
     }
 
-    fn session_left(&self, grant_id: &str) {
+    fn session_left(&self, grant_id: &str, idled_out: bool) {
         let mut live = self.live();
         if let Some(entry) = live.get_mut(grant_id) {
             entry.sessions = entry.sessions.saturating_sub(1);
             if entry.sessions == 0 {
                 entry.last_left = true;
+                entry.last_left_idle = idled_out;
                 self.wake.notify_one();
             }
         }
@@ -668,19 +865,18 @@ impl Grants {
     }
 
     fn make_live(&self, registry: &Registry, grant_id: &str, active: bool) {
-        let deadline = if active {
-            registry.find(grant_id).map(|r| self.mono_deadline(r))
-        } else {
-            None
-        };
-        self.live()
+        let record = registry.find(grant_id);
+        let mut live = self.live();
+        let entry = live
             .entry(grant_id.to_owned())
-            .or_insert_with(|| Live {
-                token: CancellationToken::new(),
-                deadline,
-                sessions: 0,
-                last_left: false,
-            });
+            .or_insert_with(|| Live::new(CancellationToken::new()));
+        if let (true, Some(record), None) = (active, record, entry.deadline) {
+            entry.deadline = Some(self.mono_deadline(record));
+            entry.counted_from = Some(self.clock.now_mono());
+            entry.used_before = record.active_secs;
+            entry.checkpointed = record.active_secs;
+        }
+        drop(live);
         self.wake.notify_one();
     }
 
@@ -688,11 +884,7 @@ impl Grants {
     /// planned length.
     fn mono_deadline(&self, record: &GrantRecord) -> Instant {
         let now = self.clock.now_utc();
-        let planned = record.end - record.start;
-        let left = (record.end - now)
-            .min(planned)
-            .max(chrono::Duration::zero());
-        self.clock.now_mono() + left.to_std().unwrap_or_default()
+        self.clock.now_mono() + remaining(record, now)
     }
 
     fn drop_live(&self, grant_id: &str) {
@@ -719,6 +911,7 @@ impl Grants {
         let deadline = self.mono_deadline(&record);
         if let Some(entry) = self.live().get_mut(grant_id) {
             entry.deadline = Some(deadline);
+            entry.counted_from = Some(self.clock.now_mono());
         }
         Ok(())
     }
@@ -757,7 +950,7 @@ impl Grants {
                 GrantState::Active => {
                     let g = r.grant_id.clone().unwrap_or_default();
                     self.make_live(&registry, &g, true);
-                    if r.end <= now {
+                    if r.end <= now || remaining(&r, now).is_zero() {
                         self.end(&mut registry, &g, EndReason::ExpiredWhileDown)
                             .await?;
                     }
@@ -801,13 +994,17 @@ impl Grants {
             Err(poisoned) => *poisoned.into_inner() = Arc::clone(&policy),
         }
         let mut revoked = Vec::new();
+        let now = self.clock.now_utc();
         let live: Vec<GrantRecord> = registry
             .records()
             .filter(|r| !r.state.is_final())
             .cloned()
             .collect();
         for r in live {
-            if let Err(why) = policy.still_covers(&r.requester, &r.asset, &r.rule, &r.operations) {
+            let still = policy
+                .still_covers(&r.requester, &r.asset, &r.rule, &r.operations)
+                .and_then(|()| operations_still_granted(policy.as_ref(), &r, now));
+            if let Err(why) = still {
                 self.revoke_locked(
                     &mut registry,
                     &r.request_id,
@@ -910,21 +1107,43 @@ impl Grants {
                     next = next.min(mono + (r.start - now).to_std().unwrap_or_default());
                 }
                 GrantState::Active => {
-                    let (deadline, last_left) = match self.live().get(&grant_id) {
-                        Some(l) => (l.deadline, l.last_left),
-                        None => (None, false),
+                    let Some(live) = self.live().get(&grant_id).map(|l| LiveView::of(l, mono))
+                    else {
+                        continue;
                     };
-                    let Some(deadline) = deadline else { continue };
+                    let Some(deadline) = live.deadline else {
+                        continue;
+                    };
                     if deadline <= mono {
                         self.end(&mut registry, &grant_id, EndReason::Expired)
                             .await?;
                         continue;
                     }
-                    if last_left && r.end_on_last_disconnect {
-                        self.end(&mut registry, &grant_id, EndReason::LastDisconnect)
-                            .await?;
-                        continue;
+                    if r.end_on_last_disconnect {
+                        if live.last_left {
+                            let reason = if live.last_left_idle {
+                                EndReason::Idle
+                            } else {
+                                EndReason::LastDisconnect
+                            };
+                            self.end(&mut registry, &grant_id, reason).await?;
+                            continue;
+                        }
+                        if !live.used {
+                            // No session yet: the grant idles out like a session would.
+                            let idle_by = live.counted_from.unwrap_or(mono) + idle_timeout(&r);
+                            if idle_by <= mono {
+                                self.end(&mut registry, &grant_id, EndReason::Idle).await?;
+                                continue;
+                            }
+                            next = next.min(idle_by);
+                        }
                     }
+                    let used = live.used_secs;
+                    if used >= live.checkpointed.saturating_add(PROGRESS_EVERY.as_secs()) {
+                        self.checkpoint(&mut registry, &grant_id, used).await?;
+                    }
+                    next = next.min(mono + PROGRESS_EVERY);
                     next = next.min(deadline);
                     let left = deadline - mono;
                     for minutes in WARN_MINUTES {
@@ -969,11 +1188,254 @@ impl Grants {
                 }
             };
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => break,
                 () = tokio::time::sleep_until(next) => {}
                 () = self.wake.notified() => {}
             }
         }
+        // Record how much of each active grant was used, so a restart cannot give it back.
+        if let Err(e) = self.checkpoint_all().await {
+            tracing::error!(error = %e, "could not checkpoint active grants at shutdown");
+        }
+    }
+
+    /// Journal how long active grant `grant_id` has been used (`GrantProgress`).
+    async fn checkpoint(
+        &self,
+        registry: &mut Registry,
+        grant_id: &str,
+        used: u64,
+    ) -> Result<(), GrantError> {
+        let event = AccessEvent::GrantProgress {
+            grant_id: grant_id.to_owned(),
+            active_secs: used,
+            at: self.clock.now_utc(),
+        };
+        self.transition(registry, event, None).await?;
+        if let Some(entry) = self.live().get_mut(grant_id) {
+            entry.checkpointed = used;
+        }
+        Ok(())
+    }
+
+    /// Checkpoint every active grant used since its last checkpoint (at shutdown).
+    pub async fn checkpoint_all(&self) -> Result<(), GrantError> {
+        let mut registry = self.registry.lock().await;
+        let mono = self.clock.now_mono();
+        let due: Vec<(String, u64)> = self
+            .live()
+            .iter()
+            .filter(|(_, l)| l.counted_from.is_some())
+            .map(|(g, l)| (g.clone(), l.used_secs(mono), l.checkpointed))
+            .filter(|(_, used, done)| used > done)
+            .map(|(g, used, _)| (g, used))
+            .collect();
+        for (grant_id, used) in due {
+            let active = registry
+                .find(&grant_id)
+                .is_some_and(|r| r.state == GrantState::Active);
+            if active {
+                self.checkpoint(&mut registry, &grant_id, used).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a verified review record cannot be imported (journaled as `Refused` by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewImportRefusal {
+    /// `review <first 16 hex digits of its hash>`.
+    pub target: String,
+    /// `hq:<reviewer>`.
+    pub actor: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// The name a review record's refusal is journaled under: `review <16 hex digits>` of the
+/// SHA-256 of its bytes as offered (a record that does not decode has no signed part).
+pub fn review_target_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    match otgate_sync::review::ReviewRecord::decode(bytes) {
+        Ok(record) => format!(
+            "review {}",
+            hex::encode(record.hash().get(..8).unwrap_or(&[]))
+        ),
+        Err(_) => format!(
+            "review file {}",
+            hex::encode(sha2::Sha256::digest(bytes).get(..8).unwrap_or(&[]))
+        ),
+    }
+}
+
+/// Check HQ's verified review record against `registry`: every grant it names must be an
+/// emergency grant here that awaits review and began before the record was issued, and the
+/// record must not have been imported before. The one event that signs them all off, or why not.
+pub fn review_import(
+    registry: &Registry,
+    review: &otgate_sync::review::VerifiedReview,
+    now: DateTime<Utc>,
+) -> Result<AccessEvent, ReviewImportRefusal> {
+    let body = review.body();
+    let hash = hex::encode(review.hash());
+    let target = format!("review {}", hash.get(..16).unwrap_or(&hash));
+    let refuse = |reason: String| ReviewImportRefusal {
+        target: target.clone(),
+        actor: format!("hq:{}", body.reviewer),
+        reason,
+    };
+    let replayed = body.grant_ids.iter().any(|g| {
+        registry
+            .find(g)
+            .and_then(|r| r.review.as_ref())
+            .and_then(|v| v.record.as_deref())
+            == Some(hash.as_str())
+    });
+    if replayed {
+        return Err(refuse(format!(
+            "this review record ({target}) was imported already: a replay"
+        )));
+    }
+    let mut request_ids = Vec::with_capacity(body.grant_ids.len());
+    for g in &body.grant_ids {
+        let refusal = match registry.find(g) {
+            None => Some(format!("{g} is not a grant of this appliance")),
+            Some(r) if r.grant_id.as_deref() != Some(g.as_str()) => {
+                Some(format!("{g} is a request, not a grant"))
+            }
+            Some(r) if r.mode != Some(GrantMode::Emergency) => Some(format!(
+                "{g} is not an emergency grant; only those are reviewed"
+            )),
+            Some(r) if !r.awaits_review() => Some(format!(
+                "{g} was signed off already by {}",
+                r.review
+                    .as_ref()
+                    .and_then(|v| v.signed_off_by.as_deref())
+                    .unwrap_or("someone")
+            )),
+            Some(r) if body.issued_at.timestamp() < r.submitted_at.timestamp() => Some(format!(
+                "the record was issued at {}, before {g} was granted at {}",
+                body.issued_at.to_rfc3339(),
+                r.submitted_at.to_rfc3339()
+            )),
+            Some(r) => {
+                request_ids.push(r.request_id.clone());
+                None
+            }
+        };
+        if let Some(why) = refusal {
+            return Err(refuse(why));
+        }
+    }
+    Ok(AccessEvent::ReviewImported {
+        record: hash,
+        reviewer: body.reviewer.clone(),
+        verdict: body.verdict.as_str().to_owned(),
+        comment: body.comment.clone(),
+        issued_at: body.issued_at,
+        signers: review.signers().iter().map(ToString::to_string).collect(),
+        grant_ids: body.grant_ids.clone(),
+        request_ids,
+        at: now,
+    })
+}
+
+/// A copy of what `tick` needs from a grant's [`Live`] entry (the lock is not held across
+/// journal writes).
+struct LiveView {
+    deadline: Option<Instant>,
+    last_left: bool,
+    last_left_idle: bool,
+    used: bool,
+    counted_from: Option<Instant>,
+    used_secs: u64,
+    checkpointed: u64,
+}
+
+impl LiveView {
+    fn of(live: &Live, now: Instant) -> Self {
+        Self {
+            deadline: live.deadline,
+            last_left: live.last_left,
+            last_left_idle: live.last_left_idle,
+            used: live.used,
+            counted_from: live.counted_from,
+            used_secs: live.used_secs(now),
+            checkpointed: live.checkpointed,
+        }
+    }
+}
+
+/// What is left of an active grant at wall-clock `now`: never more than its planned length,
+/// than its wall-clock end minus `now`, or than its budget (activation to end) minus the time
+/// it was used as last checkpointed on the monotonic clock.
+pub fn remaining(record: &GrantRecord, now: DateTime<Utc>) -> Duration {
+    let planned = record.end - record.start;
+    let budget = record
+        .activated_at
+        .map_or(planned, |at| (record.end - at).min(planned));
+    let used = i64::try_from(record.active_secs)
+        .ok()
+        .and_then(chrono::TimeDelta::try_seconds)
+        .unwrap_or(chrono::TimeDelta::MAX);
+    let left = (record.end - now)
+        .min(planned)
+        .min(budget - used)
+        .max(chrono::TimeDelta::zero());
+    left.to_std().unwrap_or_default()
+}
+
+/// The rule's idle timeout for a grant (the default when the rule names none).
+fn idle_timeout(record: &GrantRecord) -> Duration {
+    match record.idle_timeout_secs {
+        0 => DEFAULT_IDLE_TIMEOUT,
+        secs => Duration::from_secs(secs),
+    }
+}
+
+/// Whether `who` may approve or deny `record`: named among its approvers, or (when it names
+/// none) holding a role its approvals require.
+fn may_decide(record: &GrantRecord, who: &str, roles: &[String]) -> Result<(), String> {
+    if record.approvers.iter().any(|a| a == who) {
+        return Ok(());
+    }
+    let holds = record
+        .approvals_required
+        .iter()
+        .any(|need| roles.contains(&need.role));
+    if record.approvers.is_empty() && holds {
+        return Ok(());
+    }
+    Err(format!(
+        "{who} holds none of the roles that approve {} (it needs {}); who may approve it may deny it",
+        record.request_id,
+        words_of(&record.approvals_required)
+    ))
+}
+
+/// Whether `policy` would still grant every operation `record` holds, for what is left of its
+/// window (asked again with the same terms); `Err` says what it no longer grants.
+fn operations_still_granted(
+    policy: &dyn AccessPolicy,
+    record: &GrantRecord,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    let Some(ask) = super::recheck::ask_again(record, record.mfa, now) else {
+        // Nothing left of its window: the expiry task ends it.
+        return Ok(());
+    };
+    let terms = match policy.decide(&ask, now) {
+        Answer::Deny(why) => return Err(format!("the new policy refuses it: {why}")),
+        Answer::Allow(terms) | Answer::NeedApproval(terms) => terms,
+    };
+    let parsed = (
+        serde_json::from_value::<otgate_policy::GrantScope>(terms.scope),
+        serde_json::from_value::<otgate_policy::GrantScope>(record.scope.clone()),
+    );
+    match parsed {
+        (Ok(new), Ok(old)) => super::recheck::scope_covers(&new, &old),
+        _ => Err("its scope cannot be compared with the new policy's".to_owned()),
     }
 }
 
@@ -1073,6 +1535,20 @@ fn notice_for(event: &AccessEvent, record: &GrantRecord) -> Option<Notice> {
         AccessEvent::ReviewSignedOff { by, at, .. } => {
             ("review_signed_off", format!("{id} signed off by {by}"), *at)
         }
+        AccessEvent::ReviewImported {
+            reviewer,
+            verdict,
+            grant_ids,
+            at,
+            ..
+        } => (
+            "review_imported",
+            format!(
+                "HQ's review by {reviewer} signed off {} ({verdict})",
+                grant_ids.join(", ")
+            ),
+            *at,
+        ),
         _ => return None,
     };
     Some(Notice {

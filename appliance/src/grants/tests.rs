@@ -62,6 +62,10 @@ pub(crate) struct Plant {
     vendor_expiry: Option<DateTime<Utc>>,
     end_on_last: bool,
     dropped_assets: Vec<&'static str>,
+    /// What the rule allows on line3-plc; a request's scope is its operations clipped to these.
+    allowed: Vec<&'static str>,
+    /// Identities the policy no longer names.
+    dropped_people: Vec<&'static str>,
 }
 
 impl AccessPolicy for Plant {
@@ -69,10 +73,30 @@ impl AccessPolicy for Plant {
         if ask.asset != "line3-plc" {
             return Answer::Deny(format!("no rule names {}", ask.asset));
         }
+        if self.dropped_people.contains(&ask.requester.as_str()) {
+            return Answer::Deny(format!("no identity {}", ask.requester));
+        }
+        let allowed: Vec<otgate_policy::OperationSpec> =
+            self.allowed.iter().map(|o| o.parse().unwrap()).collect();
+        let granted: Vec<otgate_policy::OperationSpec> = ask
+            .operations
+            .iter()
+            .map(|o| o.parse::<otgate_policy::OperationSpec>().unwrap())
+            .filter(|o| allowed.contains(o))
+            .collect();
+        if granted.is_empty() {
+            return Answer::Deny(format!("the rule allows none of {:?}", ask.operations));
+        }
+        let scope = otgate_policy::GrantScope::from_operations(
+            "line3-plc",
+            otgate_policy::Protocol::Modbus,
+            &[1],
+            granted,
+        );
         let terms = Terms {
             rule: "line3-maintenance".into(),
             mode: self.mode,
-            scope: serde_json::json!({"asset": ask.asset}),
+            scope: serde_json::to_value(&scope).unwrap(),
             start: ask.start,
             end: ask.start + self.length,
             idle_timeout_secs: 900,
@@ -92,8 +116,12 @@ impl AccessPolicy for Plant {
             "sam" | "sue" => Some(vec!["shift-supervisor".into()]),
             "olga" => Some(vec!["safety-engineer".into()]),
             "oscar" => Some(vec!["emergency".into()]),
+            "otto" => Some(vec!["operator".into()]),
             _ => None,
         }
+    }
+    fn ot_supervises(&self, id: &str) -> bool {
+        matches!(id, "sam" | "sue" | "olga")
     }
     fn tally(
         &self,
@@ -173,6 +201,8 @@ pub(crate) fn plant(needs: &[(&str, u32)]) -> Plant {
         vendor_expiry: None,
         end_on_last: false,
         dropped_assets: Vec::new(),
+        allowed: vec!["read", "write:holding-registers:100-199"],
+        dropped_people: Vec::new(),
     }
 }
 
@@ -524,7 +554,13 @@ async fn emergency_grants_wait_for_sign_off() {
     let e = grants.sign_off("G-0001", "alice").await.unwrap_err();
     assert!(e.to_string().contains("cannot sign off"), "{e}");
     let e = grants.sign_off("G-0001", "oscar").await.unwrap_err();
-    assert!(e.to_string().contains("other than its user"), "{e}");
+    assert!(
+        e.to_string().contains("cannot sign off their own use"),
+        "{e}"
+    );
+    // Another operator is not a supervisor.
+    let e = grants.sign_off("G-0001", "otto").await.unwrap_err();
+    assert!(e.to_string().contains("not a supervisor"), "{e}");
     grants.sign_off("G-0001", "sue").await.unwrap();
     assert!(grants.list(ListFilter::Review).await.is_empty());
     let e = grants.sign_off("G-0001", "sam").await.unwrap_err();
@@ -688,4 +724,417 @@ async fn a_new_policy_that_no_longer_covers_a_grant_revokes_it() {
             ..
         }
     )));
+}
+
+#[tokio::test]
+async fn who_may_deny_and_revoke_comes_from_the_policy_and_refusals_are_journaled() {
+    let clock = ManualClock::starting_at(saturday_six());
+    let (grants, memory) = service(plant(&[("shift-supervisor", 1)]), &clock);
+    grants.submit(ask("alice", saturday_six())).await.unwrap();
+    // olga is an OT approver, but of the safety role: she cannot approve this, so not deny it.
+    let e = grants.deny("R-0001", "olga", "no").await.unwrap_err();
+    assert!(e.to_string().contains("holds none of the roles"), "{e}");
+    let e = grants.deny("R-0001", "otto", "no").await.unwrap_err();
+    assert!(e.to_string().contains("holds none of the roles"), "{e}");
+    assert_eq!(
+        grants.show("R-0001").await.unwrap().state,
+        GrantState::Requested
+    );
+    grants.approve("R-0001", "sam").await.unwrap();
+    // An operator cannot revoke by hand; a supervisor can.
+    let e = grants
+        .revoke("G-0001", "otto", RevokeCause::Manual, "x")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not a supervisor"), "{e}");
+    assert_eq!(
+        grants.show("G-0001").await.unwrap().state,
+        GrantState::Active
+    );
+    grants
+        .revoke("G-0001", "olga", RevokeCause::Manual, "safety hold")
+        .await
+        .unwrap();
+    let refused: Vec<(String, String)> = memory
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            AccessEvent::Refused { action, actor, .. } => Some((action.clone(), actor.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("deny".to_owned(), "olga".to_owned()),
+            ("deny".into(), "otto".into()),
+            ("revoke".into(), "otto".into())
+        ]
+    );
+    // sam may deny a request he could approve.
+    grants.submit(ask("alice", saturday_six())).await.unwrap();
+    grants.deny("R-0002", "sam", "not today").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_policy_that_narrows_the_operations_revokes_the_grant() {
+    let clock = ManualClock::starting_at(saturday_six());
+    let (grants, _) = service(plant(&[("shift-supervisor", 1)]), &clock);
+    grants.submit(ask("alice", saturday_six())).await.unwrap();
+    grants.approve("R-0001", "sam").await.unwrap();
+    let session = grants
+        .open_session("G-0001", "alice", "line3-plc")
+        .await
+        .unwrap();
+    // A wider rule changes nothing: the grant keeps what was approved.
+    let mut wider = plant(&[("shift-supervisor", 1)]);
+    wider.allowed = vec!["read", "write:holding-registers:100-199", "write:coils"];
+    assert!(grants
+        .policy_changed(Arc::new(wider))
+        .await
+        .unwrap()
+        .is_empty());
+    // Setpoint writes narrowed to 100-149: the grant's 100-199 is no longer covered.
+    let mut narrower = plant(&[("shift-supervisor", 1)]);
+    narrower.allowed = vec!["read", "write:holding-registers:100-149"];
+    let revoked = grants.policy_changed(Arc::new(narrower)).await.unwrap();
+    assert_eq!(revoked, ["G-0001"]);
+    assert!(session.cancel.is_cancelled());
+    let reason = grants.show("G-0001").await.unwrap().outcome.unwrap().reason;
+    assert!(
+        reason.contains("refuses it") || reason.contains("no longer grants"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_that_drops_the_identity_or_expires_the_vendor_revokes_the_grant() {
+    let clock = ManualClock::starting_at(saturday_six());
+    let (grants, _) = service(plant(&[("shift-supervisor", 1)]), &clock);
+    grants.submit(ask("alice", saturday_six())).await.unwrap();
+    grants.approve("R-0001", "sam").await.unwrap();
+    let mut without_alice = plant(&[("shift-supervisor", 1)]);
+    without_alice.dropped_people = vec!["alice"];
+    let revoked = grants
+        .policy_changed(Arc::new(without_alice))
+        .await
+        .unwrap();
+    assert_eq!(revoked, ["G-0001"]);
+    assert!(grants
+        .show("G-0001")
+        .await
+        .unwrap()
+        .outcome
+        .unwrap()
+        .reason
+        .contains("no identity alice"));
+
+    // A vendor whose account the new policy ends now: revoked at the next tick.
+    grants
+        .submit(ask("vendor-acme", saturday_six()))
+        .await
+        .unwrap();
+    grants.approve("R-0002", "sue").await.unwrap();
+    let session = grants
+        .open_session("G-0002", "vendor-acme", "line3-plc")
+        .await
+        .unwrap();
+    let mut expired = plant(&[("shift-supervisor", 1)]);
+    expired.vendor_expiry = Some(saturday_six());
+    grants.policy_changed(Arc::new(expired)).await.unwrap();
+    grants.tick().await.unwrap();
+    assert!(session.cancel.is_cancelled());
+    let record = grants.show("G-0002").await.unwrap();
+    assert_eq!(record.state, GrantState::Revoked);
+    assert!(record.outcome.unwrap().reason.contains("account expired"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grant_that_ends_on_last_disconnect_idles_out_without_a_session() {
+    let clock = ManualClock::starting_at(saturday_six());
+    let mut p = plant(&[("shift-supervisor", 1)]);
+    p.end_on_last = true;
+    let (grants, memory) = service(p, &clock);
+    let shutdown = CancellationToken::new();
+    let expiry = tokio::spawn(grants.clone().run_expiry(shutdown.clone()));
+    grants
+        .submit(ask("vendor-acme", saturday_six()))
+        .await
+        .unwrap();
+    grants.approve("R-0001", "sam").await.unwrap();
+    let token = grants.grant_token("G-0001").unwrap();
+    let started = tokio::time::Instant::now();
+    token.cancelled().await;
+    // The rule's idle timeout (900 s), not the 4-hour window.
+    assert_window(started.elapsed(), Duration::from_secs(900));
+    let record = grants.show("G-0001").await.unwrap();
+    assert_eq!(record.state, GrantState::Ended);
+    assert_eq!(
+        record.outcome.unwrap().reason,
+        "no session used it for its idle timeout"
+    );
+    assert!(memory.events.lock().unwrap().iter().any(|e| matches!(
+        e,
+        AccessEvent::GrantEnded {
+            reason: crate::journal::event::EndReason::Idle,
+            ..
+        }
+    )));
+    shutdown.cancel();
+    expiry.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_grant_whose_last_session_idled_out_ends_as_idle() {
+    let clock = ManualClock::starting_at(saturday_six());
+    let mut p = plant(&[("shift-supervisor", 1)]);
+    p.end_on_last = true;
+    let (grants, _) = service(p, &clock);
+    grants
+        .submit(ask("vendor-acme", saturday_six()))
+        .await
+        .unwrap();
+    grants.approve("R-0001", "sam").await.unwrap();
+    let lease = grants
+        .open_session("G-0001", "vendor-acme", "line3-plc")
+        .await
+        .unwrap();
+    lease.idled_out();
+    drop(lease);
+    grants.tick().await.unwrap();
+    let record = grants.show("G-0001").await.unwrap();
+    assert_eq!(record.state, GrantState::Ended);
+    assert_eq!(
+        record.outcome.unwrap().reason,
+        "no session used it for its idle timeout"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grant_without_the_rule_survives_its_sessions_leaving() {
+    let clock = ManualClock::starting_at(saturday_six());
+    let (grants, _) = service(plant(&[("shift-supervisor", 1)]), &clock);
+    grants.submit(ask("alice", saturday_six())).await.unwrap();
+    grants.approve("R-0001", "sam").await.unwrap();
+    let lease = grants
+        .open_session("G-0001", "alice", "line3-plc")
+        .await
+        .unwrap();
+    lease.idled_out();
+    drop(lease);
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    grants.tick().await.unwrap();
+    assert_eq!(
+        grants.show("G-0001").await.unwrap().state,
+        GrantState::Active
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wall_clock_set_back_across_a_restart_does_not_lengthen_a_grant() {
+    let clock = ManualClock::starting_at(saturday_six());
+    let (grants, memory) = service(plant(&[("shift-supervisor", 1)]), &clock);
+    let shutdown = CancellationToken::new();
+    let expiry = tokio::spawn(grants.clone().run_expiry(shutdown.clone()));
+    grants.submit(ask("alice", saturday_six())).await.unwrap();
+    grants.approve("R-0001", "sam").await.unwrap();
+    // Three hours of the four are used (the ManualClock's wall time moves with real time only,
+    // so move it along with tokio's paused clock).
+    for _ in 0..180 {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        clock.shift(chrono::Duration::seconds(60));
+    }
+    shutdown.cancel();
+    expiry.await.unwrap();
+    let used = memory.registry().find("G-0001").unwrap().active_secs;
+    assert!(
+        (3 * 3600 - 60..=3 * 3600).contains(&used),
+        "checkpointed {used}"
+    );
+    // While the daemon is down, someone sets the wall clock back by three hours.
+    clock.shift(-chrono::Duration::hours(3));
+    let (notices, _) = broadcast::channel(8);
+    let again = Grants::new(
+        memory.registry(),
+        memory.clone(),
+        Arc::new(plant(&[("shift-supervisor", 1)])),
+        Arc::new(clock.clone()),
+        notices,
+    );
+    again.resume().await.unwrap();
+    let shutdown = CancellationToken::new();
+    let expiry = tokio::spawn(again.clone().run_expiry(shutdown.clone()));
+    let token = again.grant_token("G-0001").unwrap();
+    let resumed = tokio::time::Instant::now();
+    token.cancelled().await;
+    // One hour was left, not four.
+    assert_window(resumed.elapsed(), Duration::from_secs(3600));
+    shutdown.cancel();
+    expiry.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wall_clock_set_forward_across_a_restart_shortens_a_grant() {
+    let clock = ManualClock::starting_at(saturday_six());
+    let (grants, memory) = service(plant(&[("shift-supervisor", 1)]), &clock);
+    grants.submit(ask("alice", saturday_six())).await.unwrap();
+    grants.approve("R-0001", "sam").await.unwrap();
+    grants.checkpoint_all().await.unwrap();
+    clock.shift(chrono::Duration::hours(3));
+    let (notices, _) = broadcast::channel(8);
+    let again = Grants::new(
+        memory.registry(),
+        memory.clone(),
+        Arc::new(plant(&[("shift-supervisor", 1)])),
+        Arc::new(clock.clone()),
+        notices,
+    );
+    again.resume().await.unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(again.clone().run_expiry(shutdown.clone()));
+    let token = again.grant_token("G-0001").unwrap();
+    let resumed = tokio::time::Instant::now();
+    token.cancelled().await;
+    assert_window(resumed.elapsed(), Duration::from_secs(3600));
+    shutdown.cancel();
+}
+
+mod review_records {
+    use super::*;
+    use otgate_sync::review::{verify_review, ReviewBody, ReviewRecord, Verdict};
+    use otgate_sync::{AuthorityKey, TrustRoot, TrustRootFile};
+
+    fn hq_key(n: u8) -> AuthorityKey {
+        AuthorityKey::from_secret([n; 32], None)
+    }
+
+    fn root() -> TrustRoot {
+        TrustRoot::new(TrustRootFile {
+            format: 1,
+            site: "plant-a".into(),
+            root_version: 1,
+            threshold: 2,
+            keys: vec![hq_key(1).public_entry(), hq_key(2).public_entry()],
+            revoked: vec![],
+        })
+        .unwrap()
+    }
+
+    fn review(grants: &[&str], issued_at: DateTime<Utc>) -> Vec<u8> {
+        let mut record = ReviewRecord::new(ReviewBody {
+            site: "plant-a".into(),
+            issued_at,
+            reviewer: "security-officer".into(),
+            verdict: Verdict::Justified,
+            comment: "burner trip".into(),
+            grant_ids: grants.iter().map(|g| (*g).to_owned()).collect(),
+        })
+        .unwrap();
+        record.sign(&hq_key(1)).unwrap();
+        record.sign(&hq_key(2)).unwrap();
+        record.encode()
+    }
+
+    async fn emergency_and_normal(clock: &ManualClock) -> (Arc<Grants>, Arc<Memory>) {
+        let mut p = plant(&[]);
+        p.mode = GrantMode::Emergency;
+        let (grants, memory) = service(p, clock);
+        grants.submit(ask("oscar", clock.now_utc())).await.unwrap();
+        grants.submit(ask("oscar", clock.now_utc())).await.unwrap();
+        (grants, memory)
+    }
+
+    #[tokio::test]
+    async fn a_signed_review_signs_off_every_grant_it_names_once() {
+        let clock = ManualClock::starting_at(saturday_six());
+        let (grants, memory) = emergency_and_normal(&clock).await;
+        let later = saturday_six() + chrono::Duration::hours(5);
+        clock.set(later);
+        let bytes = review(&["G-0001", "G-0002"], later);
+        let verified = verify_review(&bytes, &root(), later).unwrap();
+        let done = grants.import_review(&verified).await.unwrap();
+        assert_eq!(done, ["G-0001", "G-0002"]);
+        assert!(grants.list(ListFilter::Review).await.is_empty());
+        let r = grants.show("G-0002").await.unwrap().review.unwrap();
+        assert_eq!(r.signed_off_by.as_deref(), Some("hq:security-officer"));
+        assert_eq!(r.verdict.as_deref(), Some("justified"));
+        assert_eq!(r.record, Some(hex::encode(verified.hash())));
+        // The rebuilt registry agrees (one record, both grants).
+        assert_eq!(
+            memory.registry().find("G-0001").unwrap().review,
+            grants.show("G-0001").await.unwrap().review
+        );
+        // A replay is refused by name and journaled.
+        let e = grants.import_review(&verified).await.unwrap_err();
+        assert!(e.to_string().contains("imported already"), "{e}");
+        assert_eq!(memory.kinds().last(), Some(&"refused"));
+    }
+
+    #[tokio::test]
+    async fn unknown_grants_signed_off_grants_and_old_records_are_refused_whole() {
+        let clock = ManualClock::starting_at(saturday_six());
+        let (grants, memory) = emergency_and_normal(&clock).await;
+        let later = saturday_six() + chrono::Duration::hours(5);
+        clock.set(later);
+        let cases = [
+            (
+                review(&["G-0001", "G-0042"], later),
+                "G-0042 is not a grant",
+            ),
+            (
+                review(&["G-0001"], saturday_six() - chrono::Duration::days(1)),
+                "before G-0001 was granted",
+            ),
+        ];
+        for (bytes, why) in cases {
+            let verified = verify_review(&bytes, &root(), later).unwrap();
+            let e = grants.import_review(&verified).await.unwrap_err();
+            assert!(e.to_string().contains(why), "{why}: {e}");
+            // All or nothing: G-0001 still waits.
+            assert_eq!(grants.list(ListFilter::Review).await.len(), 2);
+        }
+        grants.sign_off("G-0001", "sue").await.unwrap();
+        let verified =
+            verify_review(&review(&["G-0001", "G-0002"], later), &root(), later).unwrap();
+        let e = grants.import_review(&verified).await.unwrap_err();
+        assert!(e.to_string().contains("signed off already by sue"), "{e}");
+        assert_eq!(grants.list(ListFilter::Review).await.len(), 1);
+        assert!(!memory.kinds().contains(&"review_imported"));
+    }
+
+    #[tokio::test]
+    async fn a_normal_grant_is_not_reviewed() {
+        let clock = ManualClock::starting_at(saturday_six());
+        let (grants, _) = service(plant(&[("shift-supervisor", 1)]), &clock);
+        grants.submit(ask("alice", saturday_six())).await.unwrap();
+        grants.approve("R-0001", "sam").await.unwrap();
+        let at = clock.now_utc();
+        let verified = verify_review(&review(&["G-0001"], at), &root(), at).unwrap();
+        let e = grants.import_review(&verified).await.unwrap_err();
+        assert!(e.to_string().contains("not an emergency grant"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn status_is_for_the_grant_owner_only_and_refusals_are_journaled() {
+    let clock = ManualClock::starting_at(saturday_six());
+    let (grants, memory) = service(plant(&[("shift-supervisor", 1)]), &clock);
+    grants.submit(ask("alice", saturday_six())).await.unwrap();
+    let e = grants.status("R-0001", "alice").await.unwrap_err();
+    assert!(e.to_string().contains("is not a grant"), "{e}");
+    grants.approve("R-0001", "sam").await.unwrap();
+    let s = grants.status("G-0001", "alice").await.unwrap();
+    assert_eq!(
+        (s.state, s.asset.as_str()),
+        (GrantState::Active, "line3-plc")
+    );
+    assert!(s.remaining_secs > 3 * 3600, "{s:?}");
+    let e = grants.status("G-0001", "vendor-acme").await.unwrap_err();
+    assert!(e.to_string().contains("belongs to alice"), "{e}");
+    let e = grants.status("G-0042", "alice").await.unwrap_err();
+    assert!(e.to_string().contains("no grant G-0042"), "{e}");
+    let refused = memory.kinds().iter().filter(|k| **k == "refused").count();
+    assert_eq!(refused, 3);
 }

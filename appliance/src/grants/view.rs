@@ -46,6 +46,13 @@ impl View for GrantsView {
         let Event::Access(access) = event else {
             return Ok(());
         };
+        if let AccessEvent::ReviewImported { request_ids, .. } = access {
+            // One record signs off several grants: apply it to each of their requests.
+            for request_id in request_ids {
+                self.apply_to(tree, seq, access, request_id.clone())?;
+            }
+            return Ok(());
+        }
         let request_id = match access.request_id() {
             Some(id) => id.to_owned(),
             None => match access.grant() {
@@ -56,6 +63,18 @@ impl View for GrantsView {
                 None => return Ok(()),
             },
         };
+        self.apply_to(tree, seq, access, request_id)
+    }
+}
+
+impl GrantsView {
+    fn apply_to(
+        &self,
+        tree: &sled::Tree,
+        seq: u64,
+        access: &AccessEvent,
+        request_id: String,
+    ) -> Result<(), sled::Error> {
         let existing: Option<Entry> = match tree.get(request_key(&request_id))? {
             Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(io)?),
             None => None,

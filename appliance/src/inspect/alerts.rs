@@ -130,7 +130,7 @@ impl Detector {
     fn asset_name(&self, addr: SocketAddr) -> String {
         self.grants
             .as_ref()
-            .and_then(|g| g.asset(addr.ip(), addr.port()).map(str::to_string))
+            .and_then(|g| g.asset(addr.ip(), addr.port()))
             .unwrap_or_else(|| addr.ip().to_string())
     }
 
@@ -497,7 +497,7 @@ impl Detector {
         out: &mut impl FnMut(Alert),
     ) {
         let Some(grants) = &self.grants else { return };
-        let Some(asset) = grants.asset(device.ip(), device.port()).map(str::to_string) else {
+        let Some(asset) = grants.asset(device.ip(), device.port()) else {
             return;
         };
         let op = ModbusOp {

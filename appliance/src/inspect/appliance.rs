@@ -9,9 +9,14 @@
 //! covered when a window of its asset was open at the write's capture time and the scope allows
 //! the operation (`GrantScope::check_modbus`, the broker's own check).
 //!
-//! What it does not do: decide or revoke grants, or write anything but alert records. It reads
-//! the journal without its lock (records are immutable once written) and appends through
-//! `Journal::open`, which takes the lock: with the daemon running that fails, and says so.
+//! On the running appliance an alert is journaled first and then, where the policy opts in
+//! (`revoke_on` on the grant's rule), revokes grants through the grants service
+//! ([`record_on_appliance`]; used by the control method `inspect.record` and by the live
+//! capture task of `otgate serve`).
+//!
+//! What it does not do: decide grants (policy and the grants service do), or write anything
+//! but inspection records. It reads the journal without its lock (records are immutable once
+//! written) and, with no daemon serving, appends through `Journal::open`, which takes the lock.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,7 +26,6 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use otgate_policy::{GrantScope, OpVerdict, Policy};
 
-use super::event::Alert;
 use super::grants::{GrantWindow, GrantWindows};
 use crate::datadir::DataDir;
 use crate::journal::event::{AccessEvent, Event, InspectEvent};
@@ -80,7 +84,7 @@ pub fn coverage_from_journal(policy: &Policy, journal_dir: &Path) -> anyhow::Res
     Ok(coverage)
 }
 
-fn window(
+pub(crate) fn window(
     grant: String,
     asset: String,
     scope: Option<Arc<GrantScope>>,
@@ -119,34 +123,178 @@ pub fn grant_coverage(
     }
 }
 
-/// Append each alert to the data directory's journal as `InspectEvent::Alert` (durable when
-/// this returns). Fails clearly when the journal is locked by a running daemon.
-pub fn journal_alerts(data_dir: &DataDir, alerts: &[Alert]) -> anyhow::Result<usize> {
-    if alerts.is_empty() || !data_dir.journal_dir().exists() {
-        return Ok(0);
+/// Why an inspection record could not be made on the running appliance, or its response failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The journal refused the record; nothing was done for it.
+    #[error("cannot journal the inspection record `{kind}`")]
+    Journal {
+        /// The record's kind (`alert`, `asset_observed`).
+        kind: &'static str,
+        /// The journal's reason.
+        #[source]
+        source: crate::journal::JournalError,
+    },
+    /// The alert is journaled, but revoking the grants whose rules opt in failed.
+    #[error("alert `{alert}` on {asset} is journaled, but revoking the grants it triggers failed")]
+    Revoke {
+        /// The alert kind.
+        alert: &'static str,
+        /// The policy asset.
+        asset: String,
+        /// The grants service's reason.
+        #[source]
+        source: crate::grants::GrantError,
+    },
+}
+
+/// What recording one inspection event on the appliance did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RecordOutcome {
+    /// The record's journal sequence number.
+    pub seq: u64,
+    /// Grants revoked because the alert is one of their rule's `revoke_on` triggers.
+    pub revoked: Vec<String>,
+}
+
+/// The policy assets an alert concerns: the asset it names, when policy has that id, or else
+/// every policy asset at the IP address it names (an address alone cannot tell the ports apart).
+pub fn concerned_assets(policy: &Policy, named: &str) -> Vec<String> {
+    if policy.assets.iter().any(|a| a.id.as_str() == named) {
+        return vec![named.to_owned()];
     }
-    // A running daemon holds the journal: record through its control socket.
+    let ip = named
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .or_else(|| named.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()));
+    let Some(ip) = ip else {
+        return Vec::new();
+    };
+    policy
+        .assets
+        .iter()
+        .filter(|a| a.address.ip() == ip)
+        .map(|a| a.id.to_string())
+        .collect()
+}
+
+/// Record one inspection event on the running appliance, durably, and then act on it: an
+/// alert revokes the active grants on the assets it concerns whose rule names its kind in
+/// `revoke_on` (`Grants::fire_trigger`, which never cuts an emergency grant and journals each
+/// revocation before it takes effect; the grants' sessions close on their cancellation).
+pub async fn record_on_appliance(
+    app: &crate::daemon::Appliance,
+    event: InspectEvent,
+) -> Result<RecordOutcome, RecordError> {
+    use crate::journal::event::Subjects;
+    let kind = event.kind();
+    let trigger = match &event {
+        InspectEvent::Alert {
+            alert,
+            asset,
+            detail,
+            ..
+        } => Some((alert.name(), asset.clone(), detail.clone())),
+        _ => None,
+    };
+    let receipt = app
+        .journal
+        .append(Event::Inspect(event))
+        .await
+        .map_err(|source| RecordError::Journal { kind, source })?;
+    let mut outcome = RecordOutcome {
+        seq: receipt.seq(),
+        revoked: Vec::new(),
+    };
+    let Some((alert, named, detail)) = trigger else {
+        return Ok(outcome);
+    };
+    for asset in concerned_assets(&app.policy(), &named) {
+        let revoked = app
+            .grants
+            .fire_trigger(alert, &asset, &detail)
+            .await
+            .map_err(|source| RecordError::Revoke {
+                alert,
+                asset: asset.clone(),
+                source,
+            })?;
+        if !revoked.is_empty() {
+            tracing::warn!(alert, asset = %asset, grants = ?revoked, "inspection alert revoked grants");
+        }
+        outcome.revoked.extend(revoked);
+    }
+    Ok(outcome)
+}
+
+/// What [`journal_events`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Journaled {
+    /// Records appended.
+    pub recorded: usize,
+    /// Grants the running appliance revoked because of them.
+    pub revoked: Vec<String>,
+    /// Whether a running appliance recorded them (else they went straight to the journal, and
+    /// no grant was revoked: only the running appliance acts on alerts).
+    pub via_daemon: bool,
+}
+
+/// Serialized inspection events sent in one control call at most (the line limit is 256 KiB).
+const MAX_CALL_BYTES: usize = 128 * 1024;
+
+/// Append inspection events (alerts, inventory changes) to the data directory's journal, each
+/// durable when this returns: through the running appliance's control socket when it serves
+/// (it then also acts on alerts), or else straight into the journal.
+pub fn journal_events(data_dir: &DataDir, events: Vec<InspectEvent>) -> anyhow::Result<Journaled> {
+    let mut done = Journaled::default();
+    if events.is_empty() || !data_dir.journal_dir().exists() {
+        return Ok(done);
+    }
     if let Ok(mut daemon) = crate::control::client::Client::connect(&data_dir.control_socket()) {
-        let events: Vec<InspectEvent> = alerts.iter().map(InspectEvent::from_alert).collect();
-        daemon
-            .call("inspect.alerts", serde_json::json!({ "alerts": events }))
-            .context("the running appliance did not record the alerts")?;
-        return Ok(alerts.len());
+        done.via_daemon = true;
+        let mut batch: Vec<serde_json::Value> = Vec::new();
+        let mut bytes = 0;
+        let mut events = events.into_iter().peekable();
+        while let Some(event) = events.next() {
+            let value =
+                serde_json::to_value(&event).context("cannot encode an inspection record")?;
+            bytes += value.to_string().len();
+            batch.push(value);
+            let full = events.peek().is_none_or(|next| {
+                bytes + serde_json::to_string(next).map_or(0, |t| t.len()) > MAX_CALL_BYTES
+            });
+            if full {
+                let answer = daemon
+                    .call("inspect.record", serde_json::json!({ "events": batch }))
+                    .context("the running appliance did not record the inspection records")?;
+                done.recorded += batch.len();
+                if let Some(revoked) = answer.get("revoked").and_then(|r| r.as_array()) {
+                    done.revoked
+                        .extend(revoked.iter().filter_map(|g| g.as_str().map(str::to_owned)));
+                }
+                batch.clear();
+                bytes = 0;
+            }
+        }
+        return Ok(done);
     }
     let key = crate::journal::keys::load_appliance_key(&data_dir.appliance_key())
-        .context("cannot load the appliance key to journal alerts")?;
+        .context("cannot load the appliance key to journal inspection records")?;
     let journal = crate::journal::Journal::open(
         &data_dir.journal_dir(),
         key,
         crate::journal::JournalConfig::default(),
     )
     .context(
-        "cannot open the journal to record alerts (is `otgate serve` running on this data dir?)",
+        "cannot open the journal to record inspection results (is `otgate serve` running on this data dir?)",
     )?;
-    for alert in alerts {
+    for event in events {
+        let kind = crate::journal::event::Subjects::kind(&event);
         journal
-            .append_blocking(Event::Inspect(InspectEvent::from_alert(alert)))
-            .with_context(|| format!("cannot journal alert {}", alert.kind.name()))?;
+            .append_blocking(Event::Inspect(event))
+            .with_context(|| format!("cannot journal the inspection record `{kind}`"))?;
+        done.recorded += 1;
     }
-    Ok(alerts.len())
+    Ok(done)
 }

@@ -23,7 +23,7 @@ pub trait GrantCoverage {
 
     /// The policy asset at `dst:port`, if policy names one; only writes to named assets are
     /// judged.
-    fn asset(&self, dst: IpAddr, port: u16) -> Option<&str>;
+    fn asset(&self, dst: IpAddr, port: u16) -> Option<String>;
 }
 
 /// What a grant's scope allows, as a predicate over Modbus operations.
@@ -94,9 +94,18 @@ impl GrantWindows {
     }
 }
 
+impl GrantWindows {
+    fn asset_ref(&self, dst: IpAddr, port: u16) -> Option<&str> {
+        self.assets
+            .iter()
+            .find(|(_, a)| a.ip() == dst && a.port() == port)
+            .map(|(id, _)| id.as_str())
+    }
+}
+
 impl GrantCoverage for GrantWindows {
     fn covers(&self, dst: IpAddr, port: u16, op: &ModbusOp, at: DateTime<Utc>) -> bool {
-        let Some(asset) = self.asset(dst, port) else {
+        let Some(asset) = self.asset_ref(dst, port) else {
             return false;
         };
         self.windows.iter().any(|w| {
@@ -104,11 +113,8 @@ impl GrantCoverage for GrantWindows {
         })
     }
 
-    fn asset(&self, dst: IpAddr, port: u16) -> Option<&str> {
-        self.assets
-            .iter()
-            .find(|(_, a)| a.ip() == dst && a.port() == port)
-            .map(|(id, _)| id.as_str())
+    fn asset(&self, dst: IpAddr, port: u16) -> Option<String> {
+        self.asset_ref(dst, port).map(str::to_owned)
     }
 }
 
@@ -168,6 +174,6 @@ mod tests {
             !g.covers(plc.ip(), 502, &write(100, 109), t(9)),
             "revoked early"
         );
-        assert_eq!(g.asset(plc.ip(), 502), Some("line3-plc"));
+        assert_eq!(g.asset(plc.ip(), 502), Some("line3-plc".to_owned()));
     }
 }

@@ -2,14 +2,13 @@
 //! addresses (IP, MACs, DNP3 link addresses), roles (master or outstation per protocol), unit
 //! ids, function codes and address ranges used, peers, and first and last seen.
 //!
-//! What it does not do: judge (that is `alerts`), or read the wire. It is persisted as JSON at
-//! `DataDir::inventory_file()` and merged with what a new run learns; it can be rebuilt by
-//! re-reading captures. Guarantees: bounded per asset (range sets merge beyond
+//! What it does not do: judge (that is `alerts`), read the wire, or persist itself: what a
+//! monitor learns is journaled as `asset_observed` records and kept in the `inventory` state
+//! view (`inventory_view`), rebuilt from the journal. Guarantees: bounded per asset (range sets merge beyond
 //! [`RangeSet::MAX_RANGES`] entries; peers beyond [`MAX_PEERS`] are counted, not listed).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use otgate_policy::modbus::{Access, AddressRange, Table};
@@ -204,7 +203,24 @@ impl Asset {
         }
     }
 
-    fn merge(&mut self, other: Asset) {
+    /// Whether `other` knows exactly the same facts (everything but counts and times).
+    pub fn same_facts(&self, other: &Asset) -> bool {
+        self.address == other.address
+            && self.macs == other.macs
+            && self.roles == other.roles
+            && self.protocols == other.protocols
+            && self.ports == other.ports
+            && self.unit_ids == other.unit_ids
+            && self.dnp3_addresses == other.dnp3_addresses
+            && self.modbus_functions == other.modbus_functions
+            && self.dnp3_functions == other.dnp3_functions
+            && self.ranges == other.ranges
+            && self.peers == other.peers
+    }
+
+    /// Merge what `other` knows of the same host into this (sets united, times widened,
+    /// messages added).
+    pub fn merge(&mut self, other: Asset) {
         self.macs.extend(other.macs);
         self.roles.extend(other.roles);
         self.protocols.extend(other.protocols);
@@ -228,28 +244,6 @@ impl Asset {
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
     }
-}
-
-/// Why the inventory file could not be read or written.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum InventoryError {
-    /// Reading or writing the file failed.
-    #[error("inventory {path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The file is not an inventory.
-    #[error("inventory {path}: not valid inventory JSON: {source}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: serde_json::Error,
-    },
 }
 
 /// The inventory: assets by IP address.
@@ -391,42 +385,6 @@ impl Inventory {
                 }
             }
         }
-    }
-
-    /// Read an inventory file; an absent file is an empty inventory.
-    pub fn load(path: &Path) -> Result<Self, InventoryError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::new()),
-            Err(source) => {
-                return Err(InventoryError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })
-            }
-        };
-        serde_json::from_str(&text).map_err(|source| InventoryError::Parse {
-            path: path.display().to_string(),
-            source,
-        })
-    }
-
-    /// Write the inventory atomically (temporary file, then rename).
-    pub fn save(&self, path: &Path) -> Result<(), InventoryError> {
-        let io = |source| InventoryError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let text = serde_json::to_string_pretty(self).map_err(|source| InventoryError::Parse {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
     }
 }
 

@@ -73,6 +73,77 @@ fn ifindex(iface: &str) -> Result<usize, LiveError> {
         .ok_or_else(missing)
 }
 
+/// An open receive-only packet socket bound by filter to one interface.
+pub struct LiveCapture {
+    fd: std::os::fd::OwnedFd,
+    index: usize,
+    iface: String,
+    /// One receive buffer, reused for every frame.
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for LiveCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveCapture")
+            .field("iface", &self.iface)
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveCapture {
+    /// Open the packet socket for `iface`; frames received from now on are seen.
+    pub fn open(iface: &str) -> Result<Self, LiveError> {
+        let index = ifindex(iface)?;
+        let fd = socket(
+            AddressFamily::Packet,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::EthAll,
+        )
+        .map_err(LiveError::Socket)?;
+        setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(0, 200_000))
+            .map_err(LiveError::Socket)?;
+        // A larger receive buffer rides out bursts; failing to get it is not fatal.
+        let _ = setsockopt(&fd, sockopt::RcvBuf, &(8 << 20));
+        Ok(Self {
+            fd,
+            index,
+            iface: iface.to_string(),
+            buf: vec![0u8; 65_536],
+        })
+    }
+
+    /// The interface's name.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// The next frame received on the interface, waiting at most 200 ms (`None` then).
+    pub fn next_frame(&mut self) -> Result<Option<(LinkType, &[u8])>, LiveError> {
+        let (len, addr) = match recvfrom::<LinkAddr>(self.fd.as_raw_fd(), &mut self.buf) {
+            Ok(v) => v,
+            Err(nix::Error::EAGAIN | nix::Error::EINTR) => return Ok(None),
+            Err(source) => {
+                return Err(LiveError::Receive {
+                    iface: self.iface.clone(),
+                    source,
+                })
+            }
+        };
+        let Some(addr) = addr else { return Ok(None) };
+        if addr.ifindex() != self.index || addr.pkttype() == PACKET_OUTGOING {
+            return Ok(None);
+        }
+        let link = if addr.hatype() == ARPHRD_NONE {
+            LinkType::RawIp
+        } else {
+            LinkType::Ethernet
+        };
+        Ok(self.buf.get(..len).map(|data| (link, data)))
+    }
+}
+
 /// Capture on `iface` until `limits` are reached; returns the frames inspected.
 pub fn capture(
     iface: &str,
@@ -100,21 +171,9 @@ pub fn capture_until(
     sink: &mut dyn Sink,
     ready: &mut dyn FnMut(),
 ) -> Result<u64, LiveError> {
-    let index = ifindex(iface)?;
-    let fd = socket(
-        AddressFamily::Packet,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::EthAll,
-    )
-    .map_err(LiveError::Socket)?;
-    setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(0, 200_000))
-        .map_err(LiveError::Socket)?;
-    // A larger receive buffer rides out bursts; failing to get it is not fatal.
-    let _ = setsockopt(&fd, sockopt::RcvBuf, &(8 << 20));
+    let mut live = LiveCapture::open(iface)?;
     ready();
     let started = Instant::now();
-    let mut buf = vec![0u8; 65_536];
     let mut frames = 0u64;
     loop {
         if stop.load(Ordering::Relaxed)
@@ -123,29 +182,12 @@ pub fn capture_until(
         {
             return Ok(frames);
         }
-        let (len, addr) = match recvfrom::<LinkAddr>(fd.as_raw_fd(), &mut buf) {
-            Ok(v) => v,
-            Err(nix::Error::EAGAIN | nix::Error::EINTR) => continue,
-            Err(source) => {
-                return Err(LiveError::Receive {
-                    iface: iface.to_string(),
-                    source,
-                })
-            }
-        };
-        let Some(addr) = addr else { continue };
-        if addr.ifindex() != index || addr.pkttype() == PACKET_OUTGOING {
+        let Some((link, data)) = live.next_frame()? else {
             continue;
-        }
-        let link = if addr.hatype() == ARPHRD_NONE {
-            LinkType::RawIp
-        } else {
-            LinkType::Ethernet
         };
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let Some(data) = buf.get(..len) else { continue };
         frames += 1;
         monitor.process(&Frame { ts, link, data }, sink);
     }

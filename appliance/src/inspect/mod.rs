@@ -8,11 +8,14 @@ pub mod capture;
 pub mod decode;
 pub mod dnp3;
 pub mod event;
+pub mod fasthash;
 pub mod grants;
 pub mod inventory;
+pub mod inventory_view;
 pub mod live;
 pub mod monitor;
 pub mod reassembly;
+pub mod service;
 
 use std::path::Path;
 

@@ -16,9 +16,10 @@
 //! scans and floods. When the common case holds (segments in order, frames whole) frames are
 //! handed out straight from the segment, without copying.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Duration;
+
+use super::fasthash::FastMap;
 
 /// Out-of-order bytes held back per direction before giving up on a gap.
 pub const MAX_PENDING_BYTES: usize = 64 * 1024;
@@ -379,7 +380,7 @@ fn resync(bytes: &[u8], framing: Framing) -> Resync {
 /// timeout), so a scan or flood cannot grow it and the work per new flow stays small.
 #[derive(Debug)]
 pub struct FlowTable<K, V> {
-    flows: HashMap<K, (Duration, V)>,
+    flows: FastMap<K, (Duration, V)>,
     capacity: usize,
     idle: Duration,
     evicted: u64,
@@ -389,7 +390,7 @@ impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
     /// A table of at most `capacity` flows (at least 8), evicting flows idle for `idle`.
     pub fn new(capacity: usize, idle: Duration) -> Self {
         Self {
-            flows: HashMap::new(),
+            flows: FastMap::default(),
             capacity: capacity.max(8),
             idle,
             evicted: 0,
@@ -405,7 +406,8 @@ impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
         make: impl FnOnce() -> V,
         on_evict: impl FnMut(K, V),
     ) -> &mut V {
-        if !self.flows.contains_key(key) && self.flows.len() >= self.capacity {
+        // One lookup while the table has room; a second only when it is full.
+        if self.flows.len() >= self.capacity && !self.flows.contains_key(key) {
             self.evict(now, on_evict);
         }
         let slot = self

@@ -8,5 +8,8 @@ use super::View;
 
 /// The appliance's views besides the built-in audit index.
 pub fn appliance_views() -> Vec<Arc<dyn View>> {
-    vec![Arc::new(crate::grants::view::GrantsView)]
+    vec![
+        Arc::new(crate::grants::view::GrantsView),
+        Arc::new(crate::inspect::inventory_view::InventoryView),
+    ]
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::account::{self, DocFile, LocalAccount, Versioned, DOC_VERSION};
 use super::limit::FailureCounter;
 use super::sealed::{self, StoreKey, StoreLock};
 use super::totp::{EnrolmentSecret, TotpEnrolment};
@@ -43,6 +44,18 @@ struct ItDoc {
     version: u32,
     /// Accounts by identity id.
     accounts: BTreeMap<String, ItAccount>,
+}
+
+impl Versioned for ItDoc {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl LocalAccount for ItAccount {
+    fn failures_mut(&mut self) -> &mut FailureCounter {
+        &mut self.failures
+    }
 }
 
 /// What `users list` shows of an IT identity (no secrets).
@@ -90,7 +103,7 @@ impl ItStore {
         let key = StoreKey::generate(Zone::It);
         key.write_new(&Self::key_path(dir))?;
         let doc = ItDoc {
-            version: 1,
+            version: DOC_VERSION,
             ..ItDoc::default()
         };
         sealed::save_doc(&key, LABEL, &Self::store_path(dir), &doc)?;
@@ -111,31 +124,23 @@ impl ItStore {
         Ok(store)
     }
 
-    fn load(&self) -> Result<ItDoc, StoreError> {
-        let path = Self::store_path(&self.dir);
-        let doc: ItDoc = sealed::load_doc(&self.key, LABEL, &path)?;
-        if doc.version != 1 {
-            return Err(StoreError::Malformed {
-                path,
-                reason: format!("unknown version {}", doc.version),
-            });
+    /// The IT document, under the IT key.
+    fn file(&self) -> DocFile<'_> {
+        DocFile {
+            dir: &self.dir,
+            key: &self.key,
+            label: LABEL,
+            path: Self::store_path(&self.dir),
         }
-        Ok(doc)
     }
 
     fn read<T>(&self, f: impl FnOnce(&ItDoc) -> T) -> Result<T, StoreError> {
-        let _lock = StoreLock::acquire(&self.dir)?;
-        Ok(f(&self.load()?))
+        self.file().read(f)
     }
 
-    /// Lock, load, apply `f`, write back, unlock. `f`'s result is returned whatever it is, and
-    /// the document is written even when `f` reports a refusal (to persist failure counters).
+    /// Lock, load, apply `f`, write back, unlock (see [`DocFile::update`]).
     fn update<T>(&self, f: impl FnOnce(&mut ItDoc) -> T) -> Result<T, StoreError> {
-        let _lock = StoreLock::acquire(&self.dir)?;
-        let mut doc = self.load()?;
-        let out = f(&mut doc);
-        sealed::save_doc(&self.key, LABEL, &Self::store_path(&self.dir), &doc)?;
-        Ok(out)
+        self.file().update(f)
     }
 
     /// Enrol (or re-enrol) `identity` for TOTP with a fresh seed; returns what to show once.
@@ -144,7 +149,7 @@ impl ItStore {
         identity: &str,
         now: DateTime<Utc>,
     ) -> Result<EnrolmentSecret, StoreError> {
-        self.enroll_totp_with(identity, TotpEnrolment::generate(now))
+        self.enroll(identity, None, now)
     }
 
     /// Enrol `identity` with a known seed (tests and the demo, which must compute codes).
@@ -154,16 +159,18 @@ impl ItStore {
         seed: Secret,
         now: DateTime<Utc>,
     ) -> Result<EnrolmentSecret, StoreError> {
-        self.enroll_totp_with(identity, TotpEnrolment::from_seed(seed, now))
+        self.enroll(identity, Some(seed), now)
     }
 
-    fn enroll_totp_with(
+    fn enroll(
         &self,
         identity: &str,
-        enrolment: TotpEnrolment,
+        seed: Option<Secret>,
+        now: DateTime<Utc>,
     ) -> Result<EnrolmentSecret, StoreError> {
         validate_name(identity)?;
-        let shown = enrolment.show(ISSUER, identity);
+        let (enrolment, shown): (TotpEnrolment, _) =
+            account::enrolment(ISSUER, identity, seed, now);
         self.update(|doc| {
             doc.accounts.entry(identity.to_owned()).or_default().totp = Some(enrolment)
         })?;
@@ -189,14 +196,10 @@ impl ItStore {
 
     /// Refuse while `identity` is backing off after failures.
     pub fn check_rate(&self, identity: &str, now: DateTime<Utc>) -> Result<(), AuthError> {
-        let wait = self.read(|doc| doc.accounts.get(identity).map(|a| a.failures.check(now)))?;
-        match wait {
-            Some(Err(retry_after)) => Err(AuthError::RateLimited {
-                subject: format!("identity:{identity}"),
-                retry_after,
-            }),
-            _ => Ok(()),
-        }
+        self.read(|doc| match doc.accounts.get(identity) {
+            Some(a) => account::check_backoff(&a.failures, identity, now),
+            None => Ok(()),
+        })?
     }
 
     /// Count a failed attempt by `identity` (e.g. a bad signature) toward its backoff.
@@ -218,16 +221,15 @@ impl ItStore {
 
     /// Reset `identity`'s failure count after a success.
     pub fn record_success(&self, identity: &str) -> Result<(), StoreError> {
-        let _lock = StoreLock::acquire(&self.dir)?;
-        let mut doc = self.load()?;
-        match doc.accounts.get_mut(identity) {
-            // Write only when there is something to forget: a login costs no extra fsync.
-            Some(account) if account.failures != FailureCounter::default() => {
-                account.failures.reset();
-                sealed::save_doc(&self.key, LABEL, &Self::store_path(&self.dir), &doc)
-            }
-            _ => Ok(()),
-        }
+        self.file()
+            .update_if(|doc: &mut ItDoc| match doc.accounts.get_mut(identity) {
+                // Write only when there is something to forget: a login costs no extra fsync.
+                Some(account) if account.failures != FailureCounter::default() => {
+                    account.failures.reset();
+                    true
+                }
+                _ => false,
+            })
     }
 
     /// Verify `identity`'s TOTP `code` at `now`, once: on success the accepted step is on disk
@@ -238,40 +240,17 @@ impl ItStore {
         code: &str,
         now: DateTime<Utc>,
     ) -> Result<(), AuthError> {
-        let outcome = self.update(|doc| {
+        self.update(|doc| {
             let Some(account) = doc.accounts.get_mut(identity) else {
                 return Err(AuthError::TotpNotEnrolled {
                     identity: identity.to_owned(),
                     zone: Zone::It,
                 });
             };
-            if let Err(retry_after) = account.failures.check(now) {
-                return Err(AuthError::RateLimited {
-                    subject: format!("identity:{identity}"),
-                    retry_after,
-                });
-            }
-            let Some(enrolment) = account.totp.as_mut() else {
-                return Err(AuthError::TotpNotEnrolled {
-                    identity: identity.to_owned(),
-                    zone: Zone::It,
-                });
-            };
-            match enrolment.verify(code, now) {
-                Ok(_) => {
-                    account.failures.reset();
-                    Ok(())
-                }
-                Err(rejection) => {
-                    account.failures.fail(now);
-                    Err(AuthError::TotpRejected {
-                        identity: identity.to_owned(),
-                        rejection,
-                    })
-                }
-            }
-        })?;
-        outcome
+            account::attempt(account, identity, now, |a| {
+                account::verify_code(a.totp.as_mut(), identity, Zone::It, code, now)
+            })
+        })?
     }
 
     /// Verify `identity`'s local password. Honours and updates the backoff.
@@ -281,36 +260,24 @@ impl ItStore {
         given: &str,
         now: DateTime<Utc>,
     ) -> Result<(), AuthError> {
-        let outcome = self.update(|doc| {
+        self.update(|doc| {
             let Some(account) = doc.accounts.get_mut(identity) else {
                 return Err(AuthError::NoCredentials {
                     identity: identity.to_owned(),
                     zone: Zone::It,
                 });
             };
-            if let Err(retry_after) = account.failures.check(now) {
-                return Err(AuthError::RateLimited {
-                    subject: format!("identity:{identity}"),
-                    retry_after,
-                });
-            }
-            let Some(phc) = account.password.as_deref() else {
-                return Err(AuthError::NoCredentials {
+            account::attempt(account, identity, now, |a| match a.password.as_deref() {
+                None => Err(AuthError::NoCredentials {
                     identity: identity.to_owned(),
                     zone: Zone::It,
-                });
-            };
-            if password::verify(phc, given.as_bytes()) {
-                account.failures.reset();
-                Ok(())
-            } else {
-                account.failures.fail(now);
-                Err(AuthError::WrongPassword {
+                }),
+                Some(phc) if password::verify(phc, given.as_bytes()) => Ok(()),
+                Some(_) => Err(AuthError::WrongPassword {
                     identity: identity.to_owned(),
-                })
-            }
-        })?;
-        outcome
+                }),
+            })
+        })?
     }
 
     /// Remove `identity`'s local credentials (its policy entry is untouched).

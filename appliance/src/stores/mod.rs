@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod account;
 pub mod admin;
 pub mod it;
 pub mod limit;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::account::{self, DocFile, LocalAccount, Versioned, DOC_VERSION};
 use super::limit::FailureCounter;
 use super::record::AuthRecorder;
 use super::sealed::{self, StoreKey, StoreLock};
@@ -51,6 +52,18 @@ struct OtDoc {
     version: u32,
     /// Accounts by id.
     accounts: BTreeMap<String, OtAccount>,
+}
+
+impl Versioned for OtDoc {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl LocalAccount for OtAccount {
+    fn failures_mut(&mut self) -> &mut FailureCounter {
+        &mut self.failures
+    }
 }
 
 /// What `users list` shows of an OT account (no secrets).
@@ -162,7 +175,7 @@ impl OtStore {
             LABEL,
             &Self::store_path(dir),
             &OtDoc {
-                version: 1,
+                version: DOC_VERSION,
                 ..OtDoc::default()
             },
         )?;
@@ -191,29 +204,22 @@ impl OtStore {
         Vault::new(self.dir.clone(), self.key.clone())
     }
 
-    fn load(&self) -> Result<OtDoc, StoreError> {
-        let path = Self::store_path(&self.dir);
-        let doc: OtDoc = sealed::load_doc(&self.key, LABEL, &path)?;
-        if doc.version != 1 {
-            return Err(StoreError::Malformed {
-                path,
-                reason: format!("unknown version {}", doc.version),
-            });
+    /// The OT document, under the OT key.
+    fn file(&self) -> DocFile<'_> {
+        DocFile {
+            dir: &self.dir,
+            key: &self.key,
+            label: LABEL,
+            path: Self::store_path(&self.dir),
         }
-        Ok(doc)
     }
 
     fn read<T>(&self, f: impl FnOnce(&OtDoc) -> T) -> Result<T, StoreError> {
-        let _lock = StoreLock::acquire(&self.dir)?;
-        Ok(f(&self.load()?))
+        self.file().read(f)
     }
 
     fn update<T>(&self, f: impl FnOnce(&mut OtDoc) -> T) -> Result<T, StoreError> {
-        let _lock = StoreLock::acquire(&self.dir)?;
-        let mut doc = self.load()?;
-        let out = f(&mut doc);
-        sealed::save_doc(&self.key, LABEL, &Self::store_path(&self.dir), &doc)?;
-        Ok(out)
+        self.file().update(f)
     }
 
     /// Add an OT account with `roles` and an optional password.
@@ -265,7 +271,7 @@ impl OtStore {
 
     /// Enrol (or re-enrol) an account for TOTP with a fresh seed; returns what to show once.
     pub fn enroll_totp(&self, id: &str, now: DateTime<Utc>) -> Result<EnrolmentSecret, StoreError> {
-        self.enroll_totp_with(id, TotpEnrolment::generate(now))
+        self.enroll(id, None, now)
     }
 
     /// Enrol an account with a known seed (tests and the demo, which must compute codes).
@@ -275,15 +281,16 @@ impl OtStore {
         seed: Secret,
         now: DateTime<Utc>,
     ) -> Result<EnrolmentSecret, StoreError> {
-        self.enroll_totp_with(id, TotpEnrolment::from_seed(seed, now))
+        self.enroll(id, Some(seed), now)
     }
 
-    fn enroll_totp_with(
+    fn enroll(
         &self,
         id: &str,
-        enrolment: TotpEnrolment,
+        seed: Option<Secret>,
+        now: DateTime<Utc>,
     ) -> Result<EnrolmentSecret, StoreError> {
-        let shown = enrolment.show(ISSUER, id);
+        let (enrolment, shown) = account::enrolment(ISSUER, id, seed, now);
         self.update(|doc| match doc.accounts.get_mut(id) {
             Some(account) => {
                 account.totp = Some(enrolment);
@@ -339,17 +346,9 @@ impl OtStore {
                     zone: Zone::Ot,
                 });
             };
-            if let Err(retry_after) = account.failures.check(now) {
-                return Err(AuthError::RateLimited {
-                    subject: format!("identity:{user}"),
-                    retry_after,
-                });
-            }
-            let result = check_factors(user, account, password, totp, now);
-            match &result {
-                Ok(_) => account.failures.reset(),
-                Err(_) => account.failures.fail(now),
-            }
+            let result = account::attempt(account, user, now, |a| {
+                check_factors(user, a, password, totp, now)
+            });
             result.map(|factors| OtPrincipal {
                 id: user.to_owned(),
                 roles: account.roles.clone(),
@@ -461,12 +460,7 @@ fn check_factors(
     };
     let totp_ok = match (account.totp.as_mut(), totp) {
         (Some(enrolment), Some(code)) => {
-            enrolment
-                .verify(code, now)
-                .map_err(|rejection| AuthError::TotpRejected {
-                    identity: identity(),
-                    rejection,
-                })?;
+            account::verify_code(Some(enrolment), user, Zone::Ot, code, now)?;
             true
         }
         (Some(_), None) => {

@@ -15,7 +15,8 @@
 //! endpoint. Messages are a 4-byte big-endian length then JSON, at most [`MAX_MESSAGE`] bytes;
 //! a larger declared length is refused before anything is read. After an accepted `Session`
 //! handshake the stream carries raw Modbus TCP bytes; after a `Request` handshake the grants
-//! service continues with the same framing ([`write_message`], [`read_message`]).
+//! service continues with the same framing ([`write_message`], [`read_message`]), and after a
+//! `Status` handshake the appliance writes status frames in that framing until the grant ends.
 
 use std::time::Duration;
 
@@ -52,6 +53,13 @@ pub enum Purpose {
         /// The asset (e.g. `line3-plc`).
         asset: String,
     },
+    /// The status of one of the client's own grants; afterwards the appliance writes
+    /// length-prefixed JSON status frames (now, at each warning, at the end) until the grant is
+    /// final. `otgate connect` keeps one open beside its raw Modbus sessions.
+    Status {
+        /// The grant (e.g. `G-0001`).
+        grant_id: String,
+    },
 }
 
 impl Purpose {
@@ -60,6 +68,7 @@ impl Purpose {
         match self {
             Purpose::Request(_) => "request".to_owned(),
             Purpose::Session { grant_id, asset } => format!("session:{grant_id}:{asset}"),
+            Purpose::Status { grant_id } => format!("status:{grant_id}"),
         }
     }
 

@@ -1,10 +1,10 @@
-//! The bundle format: a signed part (magic, format version, header fields, the policy source and
-//! an optional new trust root) followed by a list of signatures. See `docs/bundle-format.md`.
+//! The bundle format: a signed part (magic, format version, header fields, the policy and an
+//! optional new trust root) followed by a list of signatures. See `docs/bundle-format.md`.
 //!
 //! ```text
 //! signed part:
 //!   magic        4 bytes   "OTGB"
-//!   format       u16       1
+//!   format       u16       2 (1: the policy is TOML source; read, never written)
 //!   body_len     u32       <= MAX_BODY_BYTES
 //!   body:
 //!     site            u8 len + bytes     1..=64, [A-Za-z0-9._-]
@@ -14,7 +14,8 @@
 //!     expires_at      i64                Unix seconds, > not_before
 //!     previous_hash   u8 flag + 32 bytes SHA-256 of the previous bundle's signed part
 //!     grace_period    u64                seconds of offline grace after expiry, <= 366 days
-//!     policy          u32 len + bytes    UTF-8 TOML, <= MAX_POLICY_BYTES
+//!     policy          u32 len + bytes    canonical JSON (`otgate_policy::canonical_json`),
+//!                                        <= MAX_POLICY_BYTES
 //!     trust_root      u8 flag + u32 len + bytes   JSON, <= MAX_TRUST_ROOT_BYTES
 //! signatures:
 //!   count        u16       <= MAX_SIGNATURES
@@ -37,8 +38,12 @@ use codec::{Reader, Writer};
 
 /// The first four bytes of every bundle.
 pub const MAGIC: [u8; 4] = *b"OTGB";
-/// The format version this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this crate writes: the policy travels in its canonical JSON form
+/// (`otgate_policy::canonical_json`), which verifies an order of magnitude faster than TOML.
+pub const FORMAT_VERSION: u16 = 2;
+/// The first format, whose policy is its TOML source. Still read (bundles signed before format
+/// 2 stay valid and stored ones stay loadable); never written.
+pub const FORMAT_TOML_POLICY: u16 = 1;
 /// Domain separation: every signature is over this context followed by the signed part.
 pub const SIGNATURE_CONTEXT: &[u8] = b"otgate policy bundle signature v1\0";
 /// The largest bundle file accepted, checked before the file is read whole.
@@ -94,7 +99,7 @@ pub enum DecodeError {
         found: [u8; 4],
     },
     /// A format version this build does not know.
-    #[error("bundle format {found} is not supported (this build reads format {FORMAT_VERSION})")]
+    #[error("bundle format {found} is not supported (this build reads formats {FORMAT_TOML_POLICY} and {FORMAT_VERSION})")]
     UnsupportedFormat {
         /// The version found.
         found: u16,
@@ -135,8 +140,8 @@ pub enum DecodeError {
         /// What is wrong, with the numbers.
         detail: String,
     },
-    /// The policy source is not UTF-8.
-    #[error("the policy source is not UTF-8 (first bad byte at {valid_up_to})")]
+    /// The policy is not UTF-8.
+    #[error("the policy is not UTF-8 (first bad byte at {valid_up_to})")]
     PolicyNotUtf8 {
         /// Where the valid prefix ends.
         valid_up_to: usize,
@@ -168,8 +173,9 @@ pub struct Header {
 pub struct Body {
     /// The header.
     pub header: Header,
-    /// The policy's TOML source, carried verbatim.
-    pub policy_source: String,
+    /// The policy: its canonical JSON form (format 2, see [`canonical_policy`]), or its TOML
+    /// source in a format-1 bundle.
+    pub policy: String,
     /// A new trust root (JSON), when this bundle rotates the root.
     pub trust_root: Option<Vec<u8>>,
 }
@@ -186,6 +192,7 @@ pub struct SignatureEntry {
 /// A decoded bundle: the signed part (kept as its exact bytes) and its signatures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bundle {
+    format: u16,
     signed: Vec<u8>,
     body: Body,
     signatures: Vec<SignatureEntry>,
@@ -194,6 +201,17 @@ pub struct Bundle {
 /// A 32-byte SHA-256 bundle hash, shown as hex.
 pub fn hash_hex(hash: &[u8; 32]) -> String {
     hex::encode(hash)
+}
+
+/// The policy as a bundle carries it: the canonical JSON form of its TOML source (syntax and
+/// shape checked here, with line and column; validity is checked by `otgate_policy::parse`).
+pub fn canonical_policy(
+    toml_source: &str,
+    file: &str,
+) -> Result<String, otgate_policy::Diagnostics> {
+    let json = otgate_policy::canonical_json(toml_source, file)?;
+    // serde_json writes UTF-8; a lossy conversion never changes valid bytes.
+    Ok(String::from_utf8_lossy(&json).into_owned())
 }
 
 fn check_site(site: &str) -> Result<(), DecodeError> {
@@ -248,10 +266,10 @@ impl Body {
                 ),
             });
         }
-        if self.policy_source.len() > MAX_POLICY_BYTES {
+        if self.policy.len() > MAX_POLICY_BYTES {
             return Err(DecodeError::LengthOverLimit {
                 field: "policy",
-                declared: self.policy_source.len(),
+                declared: self.policy.len(),
                 limit: MAX_POLICY_BYTES,
             });
         }
@@ -279,7 +297,7 @@ impl Body {
             w.raw(hash);
         }
         w.u64(h.grace_period_secs);
-        w.bytes_u32(self.policy_source.as_bytes());
+        w.bytes_u32(self.policy.as_bytes());
         w.flag(self.trust_root.is_some());
         if let Some(root) = &self.trust_root {
             w.bytes_u32(root);
@@ -301,7 +319,7 @@ impl Body {
         };
         let grace_period_secs = r.u64("grace_period")?;
         let policy = r.bytes_u32("policy", MAX_POLICY_BYTES)?;
-        let policy_source = std::str::from_utf8(policy)
+        let policy = std::str::from_utf8(policy)
             .map_err(|e| DecodeError::PolicyNotUtf8 {
                 valid_up_to: e.valid_up_to(),
             })?
@@ -321,7 +339,7 @@ impl Body {
                 previous_hash,
                 grace_period_secs,
             },
-            policy_source,
+            policy,
             trust_root,
         };
         body.check()?;
@@ -330,8 +348,19 @@ impl Body {
 }
 
 impl Bundle {
-    /// An unsigned bundle holding `body` (whose limits are checked here).
-    pub fn new(mut body: Body) -> Result<Self, DecodeError> {
+    /// An unsigned bundle of the current format holding `body` (whose limits are checked here;
+    /// its policy should be the canonical form, which verification checks).
+    pub fn new(body: Body) -> Result<Self, DecodeError> {
+        Self::with_format(body, FORMAT_VERSION)
+    }
+
+    /// A format-1 bundle (policy as TOML source), for tests that old bundles stay readable.
+    #[doc(hidden)]
+    pub fn new_format_1(body: Body) -> Result<Self, DecodeError> {
+        Self::with_format(body, FORMAT_TOML_POLICY)
+    }
+
+    fn with_format(mut body: Body, format: u16) -> Result<Self, DecodeError> {
         // Instants are whole seconds on the wire; keep the in-memory body equal to the decoded one.
         for t in [
             &mut body.header.issued_at,
@@ -341,7 +370,7 @@ impl Bundle {
             *t = instant("instant", t.timestamp())?;
         }
         body.check()?;
-        let mut inner = Writer::with_capacity(body.policy_source.len() + 256);
+        let mut inner = Writer::with_capacity(body.policy.len() + 256);
         body.emit(&mut inner);
         let inner = inner.into_bytes();
         if inner.len() > MAX_BODY_BYTES {
@@ -353,9 +382,10 @@ impl Bundle {
         }
         let mut w = Writer::with_capacity(inner.len() + PREFIX_BYTES);
         w.raw(&MAGIC);
-        w.u16(FORMAT_VERSION);
+        w.u16(format);
         w.bytes_u32(&inner);
         Ok(Self {
+            format,
             signed: w.into_bytes(),
             body,
             signatures: Vec::new(),
@@ -370,7 +400,7 @@ impl Bundle {
             return Err(DecodeError::BadMagic { found: magic });
         }
         let format = r.u16("format")?;
-        if format != FORMAT_VERSION {
+        if format != FORMAT_VERSION && format != FORMAT_TOML_POLICY {
             return Err(DecodeError::UnsupportedFormat { found: format });
         }
         let inner = r.bytes_u32("body", MAX_BODY_BYTES)?;
@@ -391,10 +421,16 @@ impl Bundle {
         r.expect_end("signatures")?;
         let signed = bytes.get(..signed_len).unwrap_or_default().to_vec();
         Ok(Self {
+            format,
             signed,
             body,
             signatures,
         })
+    }
+
+    /// The format version it was written in ([`FORMAT_VERSION`] or [`FORMAT_TOML_POLICY`]).
+    pub fn format(&self) -> u16 {
+        self.format
     }
 
     /// The file's bytes.
@@ -501,7 +537,7 @@ mod tests {
                 previous_hash: Some([9; 32]),
                 grace_period_secs: 7 * 24 * 3600,
             },
-            policy_source: "[site]\nid = \"plant-a\"\n".into(),
+            policy: "{\"site\":{\"id\":\"plant-a\"}}".into(),
             trust_root: Some(b"{}".to_vec()),
         }
     }
@@ -568,12 +604,20 @@ mod tests {
             Bundle::decode(&bad),
             Err(DecodeError::BadMagic { .. })
         ));
-        let mut bad = bytes.clone();
-        bad[5] = 2;
-        assert_eq!(
-            Bundle::decode(&bad),
-            Err(DecodeError::UnsupportedFormat { found: 2 })
-        );
+        for unknown in [0, 3, 0xff] {
+            let mut bad = bytes.clone();
+            bad[5] = unknown;
+            assert_eq!(
+                Bundle::decode(&bad),
+                Err(DecodeError::UnsupportedFormat {
+                    found: u16::from(unknown)
+                })
+            );
+        }
+        // Format 1 (TOML policy) is still read, and keeps its format when re-encoded.
+        let old = Bundle::new_format_1(sample_body()).unwrap();
+        let decoded = Bundle::decode(&old.encode()).unwrap();
+        assert_eq!((decoded.format(), decoded.encode()), (1, old.encode()));
         let mut bad = bytes;
         bad.push(0);
         assert_eq!(
@@ -636,7 +680,7 @@ mod tests {
             let mut body = sample_body();
             body.header.version = version;
             body.header.grace_period_secs = grace;
-            body.policy_source = policy;
+            body.policy = policy;
             let bundle = Bundle::new(body).unwrap();
             proptest::prop_assert_eq!(Bundle::decode(&bundle.encode()).unwrap(), bundle);
         }

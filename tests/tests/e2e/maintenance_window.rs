@@ -226,3 +226,145 @@ fn requests_policy_refuses_are_denied_with_reasons_and_recorded() {
     let out = appliance.otgate(&["grants", "--active"]);
     assert!(stdout(&out).contains("(none)"), "{}", describe(&out));
 }
+
+/// Lines of a child's stdout, read on a thread so a test can wait for one with a bound.
+struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn of(child: &mut std::process::Child) -> Self {
+        use std::io::BufRead;
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait (at most `limit`) for a line containing `needle`; panics with what was printed.
+    fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?}; printed so far: {:#?}", self.seen),
+            }
+        }
+    }
+}
+
+/// The warnings 10 and 2 minutes before the end reach the engineer's terminal through
+/// `otgate connect` (which found the asset by itself), across a daemon restart whose wall clock
+/// jumped forward, and `connect` exits once the grant is revoked.
+#[test]
+fn connect_prints_the_end_warnings_and_leaves_when_the_grant_ends() {
+    let mut appliance = TestAppliance::init(PLANT_POLICY);
+    // Saturday 09:49:40 in Berlin: the weekend window closes at 10:00, so a 4 h request is
+    // clipped to about 10 minutes 20 seconds.
+    let late =
+        saturday_morning() + chrono::Duration::minutes(2 * 60 + 49) + chrono::Duration::seconds(40);
+    appliance.start(Some(late));
+    let totp = appliance.totp("alice");
+    let out = appliance.request(
+        "alice",
+        &[
+            "--target",
+            "line3-plc",
+            "--op",
+            "read",
+            "--duration",
+            "4h",
+            "--ticket",
+            "CHG-1234",
+            "--reason",
+            "last setpoints",
+            "--totp",
+            &totp,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let code = appliance.totp("sam");
+    let out = appliance.otgate(&["approve", "R-0001", "--as", "sam", "--totp", &code]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    let it = appliance.it_addr.unwrap();
+    let mut args = vec!["connect".to_owned(), "--grant".into(), "G-0001".into()];
+    args.extend(["--listen".into(), "127.0.0.1:0".into()]);
+    args.extend(appliance.tunnel_flags("alice"));
+    let mut connect = std::process::Command::new(otgate_tests::appliance::otgate_bin())
+        .arg("--data-dir")
+        .arg(&appliance.data_dir)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::of(&mut connect);
+    // No --asset: the grant's own.
+    lines.wait_for("grant G-0001 on line3-plc: active", Duration::from_secs(30));
+    lines.wait_for("listening on 127.0.0.1:", Duration::from_secs(30));
+    let ten = lines.wait_for("ends in 10 minutes", Duration::from_secs(60));
+    assert!(ten.contains("G-0001"), "{ten}");
+
+    // The daemon restarts on the same port with its wall clock 8 minutes further on: less than
+    // two minutes are left, connect reopens its status tunnel and prints the second warning.
+    let resume_at = appliance.clock_after(chrono::Duration::minutes(8));
+    appliance.stop();
+    appliance.start_in(None, &it.to_string(), Some(resume_at));
+    lines.wait_for("ends in 2 minutes", Duration::from_secs(90));
+    assert_eq!(appliance.state("G-0001"), "active");
+
+    // The supervisor revokes it: connect says so and exits by itself.
+    let code = appliance.totp("sue");
+    let out = appliance.otgate(&[
+        "revoke",
+        "G-0001",
+        "--as",
+        "sue",
+        "--totp",
+        &code,
+        "--reason",
+        "line restarts",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    lines.wait_for("grant G-0001 is revoked", Duration::from_secs(30));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = connect.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = connect.kill();
+            panic!("otgate connect did not exit after the grant was revoked");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let warnings: Vec<u64> = appliance
+        .journal()
+        .into_iter()
+        .filter(|(k, _)| k == "grant_warning")
+        .map(|(_, e)| e["minutes_left"].as_u64().unwrap())
+        .collect();
+    assert_eq!(warnings, [10, 2]);
+}

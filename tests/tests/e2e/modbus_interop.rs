@@ -152,6 +152,12 @@ out["write_outside_exception"] = getattr(e, "exception_code", None)
 e = c.write_registers(198, [5, 5, 5, 5], device_id=1)
 out["write_straddling_exception"] = getattr(e, "exception_code", None)
 time.sleep(wait)
+# Disconnected means the broker closed the TCP connection: end of stream (or a reset).
+try:
+    c.socket.settimeout(2)
+    out["peer_closed"] = c.socket.recv(1) == b""
+except Exception as ex:
+    out["peer_closed"] = type(ex).__name__
 try:
     r = c.read_holding_registers(10, count=1, device_id=1)
     out["after_window"] = "error" if r.isError() else "ok"
@@ -159,6 +165,14 @@ except Exception as ex:
     out["after_window"] = "disconnected (" + type(ex).__name__ + ")"
 print(json.dumps(out))
 "#;
+
+/// The client's socket saw the broker close the connection (end of stream, or a reset).
+fn assert_disconnected(peer_closed: &serde_json::Value) {
+    assert!(
+        *peer_closed == serde_json::json!(true) || *peer_closed == "ConnectionResetError",
+        "the client was not disconnected after the window: peer_closed = {peer_closed}"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymodbus_reads_writes_inside_is_refused_outside_and_is_cut_at_the_window_end() {
@@ -181,6 +195,7 @@ async fn pymodbus_reads_writes_inside_is_refused_outside_and_is_cut_at_the_windo
     assert_eq!(out["write_outside_exception"], 2, "{out}");
     assert_eq!(out["write_straddling_exception"], 2, "{out}");
     assert_ne!(out["after_window"], "ok", "{out}");
+    assert_disconnected(&out["peer_closed"]);
     assert_eq!(b.plc.holding_register(150), Some(11));
     assert_eq!(b.plc.holding_register(151), Some(12));
     assert_eq!(b.plc.holding_register(250), Some(0));
@@ -315,9 +330,16 @@ async fn mbpoll_polling_is_disconnected_when_the_window_ends() {
         String::from_utf8_lossy(&output.stderr)
     );
     // mbpoll's stdout is block-buffered into the pipe and lost on kill; its errors are not.
+    // A transport error (not a Modbus exception) says the connection itself was closed.
     assert!(
-        said.contains("failed"),
-        "polls went on passing after the window ended: {said}"
+        [
+            "failed: Connection reset by peer",
+            "failed: Broken pipe",
+            "failed: Connection refused"
+        ]
+        .iter()
+        .any(|e| said.contains(e)),
+        "mbpoll was not disconnected after the window ended: {said}"
     );
     let events = b.session_events();
     let forwarded = events
@@ -442,6 +464,7 @@ mod through_the_daemon {
         assert_eq!(result["write_outside_exception"], 2, "{result}");
         assert_eq!(result["write_straddling_exception"], 2, "{result}");
         assert_ne!(result["after_window"], "ok", "{result}");
+        super::assert_disconnected(&result["peer_closed"]);
         assert_eq!(plc.holding_register(150), Some(11));
         assert_eq!(plc.holding_register(250), Some(0));
         assert_eq!(plc.holding_register(198), Some(0));
@@ -591,6 +614,172 @@ mod kill_at_the_console {
             ended(&journal),
             "no session_ended (killed) in the journal: {journal:?}"
         );
+        drop(runtime);
+    }
+}
+
+/// A daemon killed (SIGKILL) under a live session: `otgate sessions` never shows that session
+/// as live afterwards (the daemon is gone, the journal has its start and no end: "ended
+/// (unclean)"), and the next start journals its end as `unclean`, once.
+mod crash_cut_session {
+    use std::time::Duration;
+
+    use otgate::sim::plc::{self, PlcConfig};
+    use otgate_tests::appliance::{describe, saturday_morning, TestAppliance, PLANT_POLICY};
+
+    /// The pid of the `otgate serve` running on `data_dir`, found in /proc.
+    fn daemon_pid(data_dir: &std::path::Path) -> Option<u32> {
+        let wanted = data_dir.to_string_lossy().into_owned();
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if args.iter().any(|a| a == "serve") && args.iter().any(|a| *a == wanted) {
+                return Some(pid);
+            }
+        }
+        None
+    }
+
+    fn sessions(appliance: &TestAppliance, live_only: bool) -> Vec<serde_json::Value> {
+        let mut args = vec!["sessions", "--json"];
+        if live_only {
+            args.push("--live");
+        }
+        let out = appliance.otgate(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_session_cut_by_a_killed_daemon_is_never_shown_live_and_its_end_is_journaled_at_restart() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let plc = runtime
+            .block_on(plc::spawn(
+                "127.0.0.1:0".parse().unwrap(),
+                PlcConfig::default(),
+            ))
+            .unwrap();
+        let policy = PLANT_POLICY
+            .replace("10.10.3.11:502", &plc.local_addr().to_string())
+            .replace(
+                r#"networks = ["10.10.3.0/24"]"#,
+                r#"networks = ["10.10.3.0/24", "127.0.0.0/8"]"#,
+            );
+        let mut appliance = TestAppliance::init(&policy);
+        appliance.start(Some(saturday_morning()));
+        let totp = appliance.totp("alice");
+        let out = appliance.request(
+            "alice",
+            &[
+                "--target",
+                "line3-plc",
+                "--op",
+                "read",
+                "--duration",
+                "10m",
+                "--ticket",
+                "CHG-1234",
+                "--reason",
+                "look",
+                "--totp",
+                &totp,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let code = appliance.totp("sam");
+        let out = appliance.otgate(&["approve", "R-0001", "--as", "sam", "--totp", &code]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+        let mut probe = appliance
+            .open_session("alice", "G-0001", "line3-plc")
+            .unwrap();
+        probe.send(&[0, 1, 0, 0, 0, 6, 1, 3, 0, 0, 0, 1]).unwrap();
+        let mut id = String::new();
+        for _ in 0..100 {
+            // Listed live, with its read forwarded (journaled) before the kill.
+            if let Some(session) = sessions(&appliance, true).first() {
+                assert_eq!(session["state"], "live", "{session}");
+                if session["forwarded"] == 1 {
+                    id = session["session_id"].as_str().unwrap().to_owned();
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!id.is_empty(), "the session was never listed as live");
+
+        // SIGKILL: the session gets no chance to journal its end.
+        let pid = daemon_pid(&appliance.data_dir).expect("the daemon's pid");
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        assert!(probe.closed_within(Duration::from_secs(10)));
+        appliance.stop(); // reaps the killed process
+
+        let listed = sessions(&appliance, false);
+        let cut = listed
+            .iter()
+            .find(|s| s["session_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} not listed: {listed:?}"));
+        assert_eq!(cut["live"], false, "{cut}");
+        assert_eq!(cut["state"], "ended_unclean", "{cut}");
+        assert!(sessions(&appliance, true).is_empty());
+        let ended_unclean = |journal: &[(String, serde_json::Value)]| {
+            journal
+                .iter()
+                .filter(|(k, e)| {
+                    k == "session_ended"
+                        && e["session_id"] == id.as_str()
+                        && e["reason"] == "unclean"
+                })
+                .count()
+        };
+        assert_eq!(ended_unclean(&appliance.journal()), 0);
+
+        // The next start journals the end, once.
+        appliance.start(Some(appliance.clock_after(chrono::Duration::minutes(1))));
+        let mut journal = appliance.journal();
+        for _ in 0..100 {
+            if ended_unclean(&journal) > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            journal = appliance.journal();
+        }
+        assert_eq!(ended_unclean(&journal), 1, "{journal:?}");
+        let listed = sessions(&appliance, false);
+        let cut = listed
+            .iter()
+            .find(|s| s["session_id"] == id.as_str())
+            .unwrap();
+        assert_eq!(cut["state"], "ended_unclean", "{cut}");
+        assert_eq!(cut["forwarded"], 1, "{cut}");
+        appliance.stop();
+        appliance.start(Some(appliance.clock_after(chrono::Duration::minutes(2))));
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(ended_unclean(&appliance.journal()), 1);
+        appliance.stop();
         drop(runtime);
     }
 }

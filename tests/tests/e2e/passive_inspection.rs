@@ -382,9 +382,28 @@ fn writes_no_grant_covers_raise_unauthorized_write_and_are_journaled() {
         })
         .collect();
     assert_eq!(journaled.len(), 3, "{journaled:?}");
-    let inventory =
-        otgate::inspect::inventory::Inventory::load(&data.join("inspect/inventory.json")).unwrap();
-    assert!(inventory.assets.contains_key(&plc.ip()));
+    // The inventory changes are journaled too, and `otgate inventory` reads the state view
+    // rebuilt from them (no daemon here: straight from the data directory).
+    let observed = otgate::journal::read::JournalReader::open(&data.join("journal"))
+        .unwrap()
+        .filter(|r| {
+            matches!(
+                r.as_ref().unwrap().event,
+                Event::Inspect(InspectEvent::AssetObserved { .. })
+            )
+        })
+        .count();
+    assert_eq!(
+        observed, 3,
+        "the PLC, the other device and the client, once each"
+    );
+    let out = run(std::process::Command::new(otgate_binary())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["inventory", "--json"]));
+    let inventory: otgate::inspect::inventory::Inventory = serde_json::from_str(&out).unwrap();
+    assert!(inventory.assets.contains_key(&plc.ip()), "{out}");
+    assert_eq!(inventory.assets.len(), 3, "{out}");
 }
 
 /// Runs `cmd`, panics with its output if it fails.
@@ -607,4 +626,257 @@ fn dnp3_requests_replies_and_iin_match_zeek_logs() {
         compared >= 10,
         "only {compared} Zeek logs had their capture"
     );
+}
+
+/// The plant policy with line 3's PLC at `plc` and the maintenance rule opting in to
+/// revocation on `unauthorized_write`.
+fn plant_with_revoke_on(plc: &str) -> String {
+    let policy = otgate_tests::appliance::PLANT_POLICY
+        .replace("10.10.3.11:502", plc)
+        .replace(
+            r#"networks = ["10.10.3.0/24"]"#,
+            r#"networks = ["10.10.3.0/24", "127.0.0.0/8"]"#,
+        )
+        .replace(
+            "requirements = { mfa = true, ticket = \"^CHG-[0-9]+$\" }\n",
+            "requirements = { mfa = true, ticket = \"^CHG-[0-9]+$\" }\nrevoke_on = [\"unauthorized_write\"]\n",
+        );
+    assert!(policy.contains("revoke_on = [\"unauthorized_write\"]"));
+    policy
+}
+
+/// Issue 7: an alert whose kind a rule names in `revoke_on` revokes that rule's active grants on
+/// the asset. alice holds a grant to write holding registers 100-199 on line 3's PLC and has a
+/// broker session open; the mirror port then shows a write to register 250 of that PLC, which
+/// no grant explains (it bypassed the broker). `otgate inspect` against the running daemon
+/// journals the alert; the daemon revokes G-0001 (journaled after the alert) and the session is
+/// closed within a second. A write inside the scope raises nothing.
+#[test]
+fn an_unauthorized_write_revokes_the_grants_whose_rule_opts_in_through_the_daemon() {
+    use otgate::sim::plc::{self, PlcConfig};
+    use otgate_tests::appliance::{describe, saturday_morning, TestAppliance};
+    use std::time::Duration;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let plc = runtime
+        .block_on(plc::spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            PlcConfig::default(),
+        ))
+        .unwrap();
+    let plc_addr = plc.local_addr();
+    let mut appliance = TestAppliance::init(&plant_with_revoke_on(&plc_addr.to_string()));
+    appliance.start(Some(saturday_morning()));
+    let totp = appliance.totp("alice");
+    let out = appliance.request(
+        "alice",
+        &[
+            "--target",
+            "line3-plc",
+            "--op",
+            "read",
+            "--op",
+            "write:holding-registers:100-199",
+            "--duration",
+            "30m",
+            "--ticket",
+            "CHG-1234",
+            "--reason",
+            "setpoints",
+            "--totp",
+            &totp,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let code = appliance.totp("sam");
+    let out = appliance.otgate(&["approve", "R-0001", "--as", "sam", "--totp", &code]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(appliance.state("G-0001"), "active");
+    let mut probe = appliance
+        .open_session("alice", "G-0001", "line3-plc")
+        .unwrap();
+    probe.send(&[0, 1, 0, 0, 0, 6, 1, 3, 0, 100, 0, 1]).unwrap();
+
+    // The mirror port's capture, in the daemon's time: one write inside the grant's scope,
+    // then one outside it.
+    let now = appliance.now();
+    let pcap_path = appliance.scratch().join("mirror.pcap");
+    let mut pcap = otgate::sim::traffic::CaptureWriter::create(&pcap_path).unwrap();
+    let t = |s: i64| (now + chrono::Duration::seconds(s)).to_rfc3339();
+    // (Whole seconds: `rogue_write` drops the fraction, so stay clear of the activation.)
+    rogue_write(&mut pcap, plc_addr, 40001, 150, &t(2)); // covered by G-0001
+    rogue_write(&mut pcap, plc_addr, 40002, 250, &t(3)); // no grant covers it
+    pcap.finish().unwrap();
+    // The daemon runs on an unsigned policy (tests), so `--policy` names it; on an appliance
+    // the active bundle is the default.
+    let policy_file = appliance.policy_file.to_str().unwrap().to_owned();
+    let out = appliance.otgate(&[
+        "inspect",
+        "--pcap",
+        pcap_path.to_str().unwrap(),
+        "--policy",
+        &policy_file,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("unauthorized_write"), "{stdout}");
+    assert!(
+        stdout.contains("revoked (policy revoke_on): G-0001"),
+        "{stdout}"
+    );
+    assert!(
+        probe.closed_within(Duration::from_secs(1)),
+        "the revoked grant's session stayed open"
+    );
+    assert_eq!(appliance.state("G-0001"), "revoked");
+
+    // In the journal: one alert (the covered write raised none), then the revocation.
+    let journal = appliance.journal();
+    let alerts: Vec<usize> = journal
+        .iter()
+        .enumerate()
+        .filter(|(_, (k, e))| k == "alert" && e["alert"] == "unauthorized_write")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(alerts.len(), 1, "{journal:#?}");
+    let (revoked_at, (_, revoked)) = journal
+        .iter()
+        .enumerate()
+        .find(|(_, (k, _))| k == "grant_revoked")
+        .expect("a grant_revoked record");
+    assert!(
+        revoked_at > alerts[0],
+        "the alert is journaled before the revocation"
+    );
+    assert_eq!(revoked["by"], "policy", "{revoked}");
+    assert!(
+        revoked["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("unauthorized_write"),
+        "{revoked}"
+    );
+    drop(plc);
+}
+
+/// Issue 7: `otgate serve` with `[inspect] iface` in appliance.toml runs the receive-only capture
+/// as a daemon task. In a network namespace made for the test, the daemon captures on one end of
+/// a veth pair while a capture is replayed into the other: a write to line 3's PLC, which no
+/// grant covers, is journaled as `unauthorized_write` (judged in process against the daemon's
+/// grants), the events file gets it, `otgate inventory --json` (through the control socket,
+/// then again from the data directory with the daemon stopped) lists the PLC, and the capture
+/// interface's TX counter does not move.
+#[test]
+fn serve_captures_on_the_mirror_interface_as_a_task_and_never_transmits() {
+    use otgate_tests::appliance::{describe, TestAppliance, PLANT_POLICY};
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+    let root = run(Command::new("id").arg("-u")).trim() == "0";
+    let tools = ["ip", "tcpreplay"]
+        .iter()
+        .all(|t| Command::new(t).arg("-V").output().is_ok());
+    if !root || !tools || !otgate_binary().exists() {
+        eprintln!("\n\n*** SKIPPED: needs root, ip, tcpreplay and a built otgate ***\n\n");
+        return;
+    }
+    let ns = Netns(format!("otg-serve-{}", std::process::id()));
+    run(Command::new("ip").args(["netns", "add", &ns.0]));
+    let in_ns = |args: &[&str]| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &ns.0]).args(args);
+        c
+    };
+    for sysctl in [
+        "net.ipv6.conf.all.disable_ipv6=1",
+        "net.ipv6.conf.default.disable_ipv6=1",
+    ] {
+        run(&mut in_ns(&["sysctl", "-q", "-w", sysctl]));
+    }
+    run(&mut in_ns(&["ip", "link", "set", "lo", "up"]));
+    run(&mut in_ns(&[
+        "ip", "link", "add", "mirror0", "type", "veth", "peer", "name", "span0",
+    ]));
+    run(&mut in_ns(&[
+        "ip", "link", "set", "mirror0", "up", "promisc", "on", "arp", "off",
+    ]));
+    run(&mut in_ns(&[
+        "ip", "link", "set", "span0", "up", "arp", "off",
+    ]));
+    let tx = || {
+        run(&mut in_ns(&[
+            "cat",
+            "/sys/class/net/mirror0/statistics/tx_packets",
+        ]))
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+    };
+
+    let mut appliance = TestAppliance::init(PLANT_POLICY);
+    let config = appliance.data_dir.join("appliance.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap_or_default();
+    toml.push_str(
+        "\n[inspect]\niface = \"mirror0\"\nevents = \"inspect-events.jsonl\"\ninventory_every = \"1s\"\n",
+    );
+    std::fs::write(&config, toml).unwrap();
+    let tx_before = tx();
+    appliance.start_in(Some(&ns.0), "127.0.0.1:0", None);
+
+    let pcap_path = appliance.scratch().join("mirror.pcap");
+    let mut pcap = otgate::sim::traffic::CaptureWriter::create(&pcap_path).unwrap();
+    let plc: std::net::SocketAddr = "10.10.3.11:502".parse().unwrap();
+    rogue_write(&mut pcap, plc, 40001, 150, "2026-11-28T07:00:00Z");
+    pcap.finish().unwrap();
+    run(&mut in_ns(&[
+        "tcpreplay",
+        "-q",
+        "--pps",
+        "100",
+        "-i",
+        "span0",
+        pcap_path.to_str().unwrap(),
+    ]));
+
+    // The alert and the inventory reach the journal within a few inventory intervals.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let inventory = loop {
+        let out = appliance.otgate(&["inventory", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let inventory: otgate::inspect::inventory::Inventory =
+            serde_json::from_slice(&out.stdout).unwrap();
+        let alerted = appliance
+            .journal()
+            .iter()
+            .any(|(k, e)| k == "alert" && e["alert"] == "unauthorized_write");
+        if alerted && inventory.assets.contains_key(&plc.ip()) {
+            break inventory;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no alert or inventory yet: {inventory:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(inventory.assets[&plc.ip()].modbus_functions.contains(&6));
+    let journal = appliance.journal();
+    let alert = journal
+        .iter()
+        .find(|(k, e)| k == "alert" && e["alert"] == "unauthorized_write")
+        .map(|(_, e)| e.clone())
+        .unwrap();
+    assert_eq!(alert["asset"], "line3-plc", "{alert}");
+    let events = std::fs::read_to_string(appliance.data_dir.join("inspect-events.jsonl")).unwrap();
+    assert!(events.contains("unauthorized_write"), "{events}");
+
+    appliance.stop();
+    // Without the daemon, the inventory reads from the state in the data directory.
+    let out = appliance.otgate(&["inventory", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let offline: otgate::inspect::inventory::Inventory =
+        serde_json::from_slice(&out.stdout).unwrap();
+    assert!(offline.assets.contains_key(&plc.ip()), "{offline:?}");
+    assert_eq!(tx(), tx_before, "the capture interface transmitted");
 }

@@ -126,7 +126,8 @@ fn two_supervisors_approve_and_a_revoke_closes_the_session() {
         .count();
     assert_eq!(refusals, 2);
 
-    // A live session on the grant is closed when an OT operator revokes it.
+    // A live session on the grant is closed when a supervisor revokes it. An operator may cut
+    // a session (`otgate sessions kill`) but not revoke the grant: the policy's role decides.
     let mut session = appliance
         .open_session("vendor-acme", "G-0001", "line1-plc")
         .unwrap();
@@ -141,6 +142,32 @@ fn two_supervisors_approve_and_a_revoke_closes_the_session() {
         "--reason",
         "vendor done",
     ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("not a supervisor"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(appliance.state("G-0001"), "active");
+    // A code is accepted once: sue waits for her next one (at most one 30-second step).
+    let mut sue_again = appliance.totp("sue");
+    for _ in 0..70 {
+        if sue_again != sue {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        sue_again = appliance.totp("sue");
+    }
+    let out = appliance.otgate(&[
+        "revoke",
+        "G-0001",
+        "--as",
+        "sue",
+        "--totp",
+        &sue_again,
+        "--reason",
+        "vendor done",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(
         session.closed_within(Duration::from_secs(5)),
@@ -149,7 +176,7 @@ fn two_supervisors_approve_and_a_revoke_closes_the_session() {
     assert_eq!(appliance.state("G-0001"), "revoked");
     let out = appliance.otgate(&["grants", "--ended"]);
     assert!(
-        stdout(&out).contains("vendor done (oscar)"),
+        stdout(&out).contains("vendor done (sue)"),
         "{}",
         describe(&out)
     );

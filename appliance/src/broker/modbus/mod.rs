@@ -6,8 +6,10 @@
 //! - [`upstream`]: the appliance's own connection to the PLC, transaction ids mapped both ways,
 //!   pipelining bounded, timeouts and failures turned into gateway exceptions.
 //! - [`live`]: the sessions running now, to list and kill them.
+//! - [`history`]: sessions as the journal tells them; closes the ones an abrupt stop cut.
 //! - [`recording`]: the per-session JSON-lines transcript; [`transcript`] prints it for people.
 
+pub mod history;
 pub mod live;
 pub mod recording;
 pub mod session;

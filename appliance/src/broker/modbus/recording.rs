@@ -5,14 +5,25 @@
 //! asked, the decision, the response or exception and who produced it, the latency, the values
 //! written and read) and closes with an `end` line. It holds no secret: Modbus carries none, and
 //! identities are names. The journal, not the recording, is the record of decisions; a recording
-//! is for people reading what happened, so it is flushed per line but not fsynced.
+//! is for people reading what happened, so it stays off the broker's critical path: a
+//! [`Recorder`] serializes lines into memory, and one background thread (`otgate-recorder`,
+//! shared by all sessions) writes them, in order, at the latest [`RECORDING_LAG`] after they were
+//! made (the session asks through [`Recorder::flush_due`]) and in full when the session ends
+//! ([`Recorder::finish`]). Nothing is fsynced. Memory is bounded: a session holds at most
+//! [`MAX_UNSENT`] bytes not yet handed over, and the queue to the writer at most
+//! [`WRITER_QUEUE`] chunks; beyond that lines are dropped, counted, and the drop is noted in the
+//! recording, never blocking the session.
 //!
 //! Files are created with `create_new` and never overwritten; session ids are restricted to
 //! `[A-Za-z0-9._-]` so an id can never name a path outside the sessions directory.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use otgate_policy::modbus::ModbusOp;
@@ -20,6 +31,15 @@ use serde::{Deserialize, Serialize};
 
 /// The file extension of recordings.
 pub const EXTENSION: &str = "jsonl";
+
+/// The longest a recorded line waits in memory before it is handed to the writer thread.
+pub const RECORDING_LAG: Duration = Duration::from_secs(1);
+/// A session hands its buffered lines to the writer thread once they reach this size.
+const FLUSH_AT: usize = 16 * 1024;
+/// The most bytes a session keeps while the writer's queue is full; further lines are dropped.
+pub const MAX_UNSENT: usize = 256 * 1024;
+/// Chunks queued for the writer thread across all sessions (each at most about `FLUSH_AT`).
+pub const WRITER_QUEUE: usize = 1024;
 
 /// Longest line a recording reader accepts (a transaction line is far below this).
 const MAX_LINE: usize = 64 * 1024;
@@ -128,6 +148,11 @@ pub enum RecordLine {
     },
     /// One request and what became of it.
     Transaction(TransactionRecord),
+    /// Lines left out because the recording could not keep up (the journal has every decision).
+    Dropped {
+        /// How many.
+        lines: u64,
+    },
     /// The session's closing line.
     End {
         /// When the session ended.
@@ -190,13 +215,62 @@ pub fn recording_path(dir: &Path, session_id: &str) -> Result<PathBuf, Recording
     Ok(dir.join(format!("{session_id}.{EXTENSION}")))
 }
 
-/// Writes one session's recording.
+/// Writes one session's recording, off the session's critical path (see the module doc).
 #[derive(Debug)]
 pub struct Recorder {
     path: PathBuf,
-    out: BufWriter<File>,
-    /// Set after the first write error; later lines are dropped (the journal stays the truth).
-    failed: bool,
+    file: Arc<File>,
+    /// Serialized lines not yet handed to the writer thread.
+    unsent: Vec<u8>,
+    /// When the oldest unsent line was made.
+    unsent_since: Option<tokio::time::Instant>,
+    /// Lines dropped since the last one handed over (queue full, or memory bound reached).
+    dropped: u64,
+    /// Set by the writer thread after a write error; later lines are dropped (the journal stays
+    /// the truth).
+    failed: Arc<AtomicBool>,
+}
+
+/// A piece of one recording for the writer thread.
+struct Chunk {
+    path: PathBuf,
+    file: Arc<File>,
+    bytes: Vec<u8>,
+    failed: Arc<AtomicBool>,
+    /// Told once this chunk (and so every earlier one of the recording) is written.
+    written: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// The queue of the one thread that writes every recording, started on first use.
+fn writer_queue() -> Option<&'static SyncSender<Chunk>> {
+    static QUEUE: OnceLock<Option<SyncSender<Chunk>>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<Chunk>(WRITER_QUEUE);
+            let spawned = std::thread::Builder::new()
+                .name("otgate-recorder".into())
+                .spawn(move || {
+                    for chunk in receiver {
+                        if !chunk.bytes.is_empty() && !chunk.failed.load(Ordering::Relaxed) {
+                            if let Err(error) = (&*chunk.file).write_all(&chunk.bytes) {
+                                tracing::warn!(path = %chunk.path.display(), %error, "session recording stopped");
+                                chunk.failed.store(true, Ordering::Relaxed);
+                            }
+                        }
+                        if let Some(written) = chunk.written {
+                            let _ = written.send(());
+                        }
+                    }
+                });
+            match spawned {
+                Ok(_) => Some(sender),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start the recording writer; sessions are not recorded");
+                    None
+                }
+            }
+        })
+        .as_ref()
 }
 
 impl Recorder {
@@ -215,8 +289,11 @@ impl Recorder {
             .map_err(io_err)?;
         Ok(Self {
             path,
-            out: BufWriter::new(file),
-            failed: false,
+            file: Arc::new(file),
+            unsent: Vec::new(),
+            unsent_since: None,
+            dropped: 0,
+            failed: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -225,19 +302,109 @@ impl Recorder {
         &self.path
     }
 
-    /// Append one line and flush it. A failure is traced once and later lines are dropped:
-    /// the recording is a convenience, and a full disk must not stop an engineer mid-task.
+    /// Add one line. No I/O here: the line is serialized into memory and handed to the writer
+    /// thread in chunks. A full queue or a failed disk drops lines (counted), never blocks.
     pub fn write(&mut self, line: &RecordLine) {
-        if self.failed {
+        if self.failed.load(Ordering::Relaxed) {
             return;
         }
-        let result = serde_json::to_writer(&mut self.out, line)
-            .map_err(io::Error::other)
-            .and_then(|()| self.out.write_all(b"\n"))
-            .and_then(|()| self.out.flush());
-        if let Err(error) = result {
-            tracing::warn!(path = %self.path.display(), %error, "session recording stopped");
-            self.failed = true;
+        if self.unsent.len() >= MAX_UNSENT {
+            self.dropped += 1;
+            return;
+        }
+        if self.dropped > 0 {
+            let note = RecordLine::Dropped {
+                lines: std::mem::take(&mut self.dropped),
+            };
+            self.serialize(&note);
+        }
+        self.serialize(line);
+        if self.unsent.len() >= FLUSH_AT {
+            self.send();
+        }
+    }
+
+    fn serialize(&mut self, line: &RecordLine) {
+        let before = self.unsent.len();
+        match serde_json::to_writer(&mut self.unsent, line) {
+            Ok(()) => {
+                self.unsent.push(b'\n');
+                self.unsent_since
+                    .get_or_insert_with(tokio::time::Instant::now);
+            }
+            Err(error) => {
+                self.unsent.truncate(before);
+                tracing::warn!(path = %self.path.display(), %error, "a recording line could not be written");
+            }
+        }
+    }
+
+    /// When the unsent lines should be handed over ([`RECORDING_LAG`] after the oldest), if any.
+    pub fn flush_due(&self) -> Option<tokio::time::Instant> {
+        self.unsent_since.map(|since| since + RECORDING_LAG)
+    }
+
+    /// Hand the unsent lines to the writer thread now (without waiting for the write).
+    pub fn send(&mut self) {
+        let _ = self.hand_over(None);
+    }
+
+    fn hand_over(&mut self, written: Option<tokio::sync::oneshot::Sender<()>>) -> bool {
+        let Some(queue) = writer_queue() else {
+            self.failed.store(true, Ordering::Relaxed);
+            return false;
+        };
+        let chunk = Chunk {
+            path: self.path.clone(),
+            file: Arc::clone(&self.file),
+            bytes: std::mem::take(&mut self.unsent),
+            failed: Arc::clone(&self.failed),
+            written,
+        };
+        match queue.try_send(chunk) {
+            Ok(()) => {
+                self.unsent_since = None;
+                true
+            }
+            Err(TrySendError::Full(chunk) | TrySendError::Disconnected(chunk)) => {
+                // Keep the lines and try again at the next line or tick.
+                self.unsent = chunk.bytes;
+                false
+            }
+        }
+    }
+
+    /// Hand over everything and wait until it is written (at most a few seconds: a stuck disk
+    /// must not hold the end of a session forever).
+    pub async fn finish(mut self) {
+        const FINISH_WAIT: Duration = Duration::from_secs(5);
+        let give_up = tokio::time::Instant::now() + FINISH_WAIT;
+        if self.dropped > 0 {
+            let note = RecordLine::Dropped {
+                lines: std::mem::take(&mut self.dropped),
+            };
+            self.serialize(&note);
+        }
+        loop {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if self.hand_over(Some(tx)) {
+                let _ = tokio::time::timeout_at(give_up, rx).await;
+                return;
+            }
+            if self.failed.load(Ordering::Relaxed) || tokio::time::Instant::now() >= give_up {
+                tracing::warn!(path = %self.path.display(), "the end of a session recording was not written");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Recorder {
+    /// A recorder dropped without [`Recorder::finish`] still hands its lines over.
+    fn drop(&mut self) {
+        if !self.unsent.is_empty() {
+            self.send();
         }
     }
 }
@@ -354,7 +521,11 @@ mod tests {
         });
         recorder.write(&start);
         recorder.write(&tx);
-        drop(recorder);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(recorder.finish());
         assert_eq!(
             read_recording(&dir.path().join("s-1.jsonl")).unwrap(),
             vec![start, tx]

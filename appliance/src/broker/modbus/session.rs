@@ -5,8 +5,16 @@
 //! strictly, turn it into operations, ask the grant's scope about each, journal the decision,
 //! and only with the journal's receipt forward it or answer the exception itself (01 illegal
 //! function, 02 illegal data address, 03 for malformed requests, 0A for a unit the grant lacks).
-//! Pipelined requests are decided in batches so the journal's group commit pays one fsync per
-//! batch, never per request, and no request is forwarded before its record is durable.
+//! Decisions are journaled without stopping the session: each decided request's record goes to
+//! the journal at once and the session keeps reading, answering and deciding while the record
+//! becomes durable, so pipelined requests (and concurrent sessions) share the journal's group
+//! commit. Receipts come back in request order, and only with its receipt is a request forwarded
+//! or refused: no request reaches the PLC before its record is durable.
+//!
+//! The recording ([`Recorder`]) is a convenience view off the critical path: lines are buffered
+//! in memory and written by a background thread, at the latest
+//! [`RECORDING_LAG`](super::recording::RECORDING_LAG) later and in
+//! full when the session ends. The journal is the truth.
 //!
 //! The loop `select!`s on the grant's cancellation (revocation, grant end, kill, shutdown), the
 //! window's deadline, the idle timeout, the client, and the PLC. At the end a transaction already
@@ -15,7 +23,7 @@
 //!
 //! Bounds: the client buffer holds at most [`CLIENT_BUFFER`] bytes, the bytes waiting for a slow
 //! client at most [`CLIENT_BACKLOG`] (then the session stops reading, so TCP pushes back), at most
-//! `MAX_IN_FLIGHT` requests wait at the PLC. Bytes that cannot be Modbus TCP framing (a lying
+//! `MAX_IN_FLIGHT` requests wait for the journal or the PLC together. Bytes that cannot be Modbus TCP framing (a lying
 //! MBAP length, protocol id not 0) end the session: the stream cannot be resynchronised.
 //!
 //! It does not authenticate (the tunnel did) and does not decide grants (the scope is given).
@@ -26,21 +34,23 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::stream::{FuturesOrdered, StreamExt};
 use otgate_policy::modbus::ModbusOp;
 use otgate_policy::{GrantScope, OpVerdict};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
+use tokio_util::bytes::BufMut as _;
 use tokio_util::sync::CancellationToken;
 
 use super::live;
 use super::recording::{
     Decision, ExceptionSource, RecordLine, Recorder, ResponseRecord, TransactionRecord,
 };
-use super::upstream::{Upstream, UpstreamEvent};
+use super::upstream::{Upstream, UpstreamEvent, MAX_IN_FLIGHT};
 use crate::journal::event::{
     Event, ModbusRequestRecord, SessionEndReason, SessionEvent, SessionSubject,
 };
-use crate::journal::{Journal, Recorded};
+use crate::journal::{Journal, JournalError, Recorded};
 use crate::wire::modbus::{
     frame_len, Adu, Exception, ExceptionCode, FrameStatus, FunctionCode, MbapHeader, Request,
     Response, MAX_ADU_LEN, MBAP_LEN,
@@ -52,8 +62,6 @@ pub const CLOSE_GRACE: Duration = Duration::from_millis(700);
 pub const CLIENT_BUFFER: usize = 16 * MAX_ADU_LEN;
 /// Response bytes waiting for a client that does not read before the session stops reading it.
 pub const CLIENT_BACKLOG: usize = 16 * MAX_ADU_LEN;
-/// Most requests decided (and journaled) in one batch.
-const MAX_BATCH: usize = 32;
 /// How long the last responses may take to reach the client after the session has ended.
 const FINAL_FLUSH: Duration = Duration::from_millis(200);
 
@@ -211,13 +219,15 @@ where
     if let Err(error) = ctx.journal.append(Event::Session(ended)).await {
         tracing::error!(session = %ctx.session_id, %error, "cannot journal the session end");
     }
-    if let Some(recorder) = recorder.as_mut() {
+    if let Some(mut recorder) = recorder {
         recorder.write(&RecordLine::End {
             ended_at: Utc::now(),
             reason: reason.to_string(),
             forwarded,
             refused,
         });
+        // The recording is complete on disk before the session is reported ended.
+        recorder.finish().await;
     }
     tracing::info!(session = %ctx.session_id, %reason, forwarded, refused, "session ended");
     SessionOutcome {
@@ -244,8 +254,23 @@ struct Session<'a> {
 enum Closing {
     /// Keep going.
     Open,
-    /// Let forwarded transactions complete until the instant, then end for the reason.
+    /// Let forwarded transactions complete until the instant, then end for the reason. Decisions
+    /// still waiting for their journal receipt are not forwarded any more: the authority to act
+    /// (grant, window, session) has ended.
     Draining(SessionEndReason, Instant),
+}
+
+/// A decision on its way to the journal: resolves to the decision and its receipt.
+type Journaling<F> = FuturesOrdered<F>;
+
+/// Send one decision's record to the journal; resolves once it is durable (or refused).
+async fn journal_decision(
+    journal: &Journal,
+    decided: Decided,
+    event: Event,
+) -> (Decided, Result<Recorded, JournalError>) {
+    let receipt = journal.append(event).await;
+    (decided, receipt)
 }
 
 impl Session<'_> {
@@ -258,26 +283,36 @@ impl Session<'_> {
         let mut inbuf: Vec<u8> = Vec::with_capacity(CLIENT_BUFFER);
         let mut idle_at = Instant::now() + ctx.idle_timeout;
         let mut closing = Closing::Open;
+        let mut journaling: Journaling<_> = FuturesOrdered::new();
         loop {
             if let Closing::Draining(reason, _) = &closing {
-                if self.upstream.in_flight() == 0 {
+                if self.upstream.in_flight() == 0 && journaling.is_empty() {
                     return reason.clone();
                 }
             }
             let open = matches!(closing, Closing::Open);
-            let may_take = open && self.out.len() < CLIENT_BACKLOG && self.upstream.has_room();
+            let waiting = journaling.len() + self.upstream.in_flight();
+            let may_take = open && self.out.len() < CLIENT_BACKLOG && waiting < MAX_IN_FLIGHT;
 
-            // Decide what is already buffered before reading more.
+            // Decide what is already buffered before reading more; the records go to the
+            // journal together when `journaling` is next polled (one group commit).
             if may_take {
                 match frame_len(&inbuf) {
                     FrameStatus::Complete(_) => {
-                        if let Err(reason) = self.take_batch(&mut inbuf).await {
-                            return reason;
+                        for _ in waiting..MAX_IN_FLIGHT {
+                            let len = match frame_len(&inbuf) {
+                                FrameStatus::Complete(len) => len,
+                                FrameStatus::NeedMore | FrameStatus::Invalid(_) => break,
+                            };
+                            let frame: Vec<u8> = inbuf.drain(..len).collect();
+                            let decided = self.decide(frame);
+                            let event = self.event_for(&decided);
+                            journaling.push_back(journal_decision(&ctx.journal, decided, event));
                         }
-                        continue;
                     }
                     FrameStatus::Invalid(error) => {
                         self.refused += 1;
+                        self.settle(&mut journaling, true).await;
                         return SessionEndReason::ProtocolViolation {
                             detail: error.to_string(),
                         };
@@ -290,6 +325,7 @@ impl Session<'_> {
                 Closing::Draining(_, at) => Some(*at),
                 Closing::Open => None,
             };
+            let flush_recording_at = self.recorder.as_ref().and_then(Recorder::flush_due);
 
             tokio::select! {
                 biased;
@@ -304,79 +340,78 @@ impl Session<'_> {
                 }
                 () = sleep_until_opt(close_by), if close_by.is_some() => {
                     if let Closing::Draining(reason, _) = closing {
+                        self.settle(&mut journaling, false).await;
                         return reason;
                     }
                 }
-                () = tokio::time::sleep_until(idle_at), if open && self.upstream.in_flight() == 0 => {
+                Some((decided, receipt)) = journaling.next(), if !journaling.is_empty() => {
+                    if let Err(reason) = self.act(decided, receipt, open).await {
+                        self.settle(&mut journaling, false).await;
+                        return reason;
+                    }
+                }
+                () = tokio::time::sleep_until(idle_at), if open && waiting == 0 => {
                     return SessionEndReason::IdleTimeout;
                 }
                 written = writer.write(&self.out), if !self.out.is_empty() => match written {
-                    Ok(0) => return SessionEndReason::ClientClosed,
+                    Ok(0) => {
+                        self.settle(&mut journaling, true).await;
+                        return SessionEndReason::ClientClosed;
+                    }
                     Ok(n) => { self.out.drain(..n.min(self.out.len())); }
-                    Err(error) => return SessionEndReason::ClientError { detail: error.to_string() },
+                    Err(error) => {
+                        self.settle(&mut journaling, true).await;
+                        return SessionEndReason::ClientError { detail: error.to_string() };
+                    }
                 },
                 event = self.upstream.next_event() => self.answer(event),
                 read = read_some(reader, &mut inbuf), if may_read => match read {
-                    Ok(0) => return SessionEndReason::ClientClosed,
+                    Ok(0) => {
+                        self.settle(&mut journaling, true).await;
+                        return SessionEndReason::ClientClosed;
+                    }
                     Ok(_) => idle_at = Instant::now() + ctx.idle_timeout,
-                    Err(error) => return SessionEndReason::ClientError { detail: error.to_string() },
+                    Err(error) => {
+                        self.settle(&mut journaling, true).await;
+                        return SessionEndReason::ClientError { detail: error.to_string() };
+                    }
                 },
-            }
-        }
-    }
-
-    /// Decide up to a batch of complete frames from `inbuf`, journal the decisions together,
-    /// then forward or refuse each. `Err` ends the session.
-    async fn take_batch(&mut self, inbuf: &mut Vec<u8>) -> Result<(), SessionEndReason> {
-        let room = crate::broker::modbus::upstream::MAX_IN_FLIGHT
-            .saturating_sub(self.upstream.in_flight())
-            .min(MAX_BATCH);
-        let mut batch: Vec<Decided> = Vec::with_capacity(room);
-        let mut forwards = 0;
-        while batch.len() < MAX_BATCH && forwards < room {
-            let len = match frame_len(inbuf) {
-                FrameStatus::Complete(len) => len,
-                FrameStatus::NeedMore | FrameStatus::Invalid(_) => break,
-            };
-            let frame: Vec<u8> = inbuf.drain(..len).collect();
-            let decided = self.decide(frame);
-            if decided.refusal.is_none() {
-                forwards += 1;
-            }
-            batch.push(decided);
-        }
-        let events: Vec<Event> = batch.iter().map(|d| self.event_for(d)).collect();
-        let receipts =
-            futures::future::join_all(events.into_iter().map(|e| self.ctx.journal.append(e))).await;
-        let mut journal_failure = None;
-        for (decided, receipt) in batch.into_iter().zip(receipts) {
-            match receipt {
-                Ok(receipt) => self.act(decided, &receipt).await,
-                Err(error) => {
-                    // Not journaled means not decided: never forward; tell the client the
-                    // appliance failed, and end the session.
-                    self.refused += 1;
-                    let detail = error.to_string();
-                    self.send_exception(&decided.in_flight, ExceptionCode::SERVER_DEVICE_FAILURE);
-                    self.record(
-                        decided.in_flight,
-                        Decision::Refused,
-                        Some(format!("journal unavailable: {detail}")),
-                        ResponseRecord::Exception {
-                            code: ExceptionCode::SERVER_DEVICE_FAILURE.0,
-                            source: ExceptionSource::Broker,
-                        },
-                    );
-                    journal_failure.get_or_insert(detail);
+                () = sleep_until_opt(flush_recording_at), if flush_recording_at.is_some() => {
+                    if let Some(recorder) = self.recorder.as_mut() {
+                        recorder.send();
+                    }
                 }
             }
         }
-        match journal_failure {
-            Some(detail) => Err(SessionEndReason::JournalUnavailable { detail }),
-            None => Ok(()),
-        }
     }
 
+    /// The session is ending: wait (at most [`CLOSE_GRACE`]) for the decisions still on their
+    /// way to the journal and carry them out, forwarding only if `forward` (the client left or
+    /// broke the framing, but the authority to act still stands). A decision whose receipt
+    /// does not come in time is recorded as not carried out.
+    async fn settle<F>(&mut self, journaling: &mut Journaling<F>, forward: bool)
+    where
+        F: std::future::Future<Output = (Decided, Result<Recorded, JournalError>)>,
+    {
+        let give_up = Instant::now() + CLOSE_GRACE;
+        while !journaling.is_empty() {
+            match tokio::time::timeout_at(give_up, journaling.next()).await {
+                Ok(Some((decided, receipt))) => {
+                    // A journal failure ends the session anyway; it is recorded in `act`.
+                    let _ = self.act(decided, receipt, forward).await;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        session = %self.ctx.session_id,
+                        waiting = journaling.len(),
+                        "the journal did not confirm the last decisions in time; not carried out"
+                    );
+                    break;
+                }
+            }
+        }
+    }
     /// Decode and check one complete frame against the grant.
     fn decide(&self, frame: Vec<u8>) -> Decided {
         let ctx = self.ctx;
@@ -465,8 +500,34 @@ impl Session<'_> {
         })
     }
 
-    /// Carry out a journaled decision.
-    async fn act(&mut self, decided: Decided, receipt: &Recorded) {
+    /// Carry out a decision with its journal receipt: refuse, or forward if `may_forward`
+    /// (otherwise answer 0A: the session is closing). Without a receipt nothing is carried
+    /// out: the client is told the appliance failed and the session must end (`Err`).
+    async fn act(
+        &mut self,
+        decided: Decided,
+        receipt: Result<Recorded, JournalError>,
+        may_forward: bool,
+    ) -> Result<(), SessionEndReason> {
+        let receipt = match receipt {
+            Ok(receipt) => receipt,
+            Err(error) => {
+                // Not journaled means not decided: never forward.
+                self.refused += 1;
+                let detail = error.to_string();
+                self.send_exception(&decided.in_flight, ExceptionCode::SERVER_DEVICE_FAILURE);
+                self.record(
+                    decided.in_flight,
+                    Decision::Refused,
+                    Some(format!("journal unavailable: {detail}")),
+                    ResponseRecord::Exception {
+                        code: ExceptionCode::SERVER_DEVICE_FAILURE.0,
+                        source: ExceptionSource::Broker,
+                    },
+                );
+                return Err(SessionEndReason::JournalUnavailable { detail });
+            }
+        };
         match decided.refusal {
             Some((code, reason)) => {
                 self.refused += 1;
@@ -478,12 +539,22 @@ impl Session<'_> {
                 };
                 self.record(decided.in_flight, Decision::Refused, Some(reason), response);
             }
+            None if !may_forward => {
+                let code = ExceptionCode::GATEWAY_PATH_UNAVAILABLE;
+                self.send_exception(&decided.in_flight, code);
+                let response = ResponseRecord::Exception {
+                    code: code.0,
+                    source: ExceptionSource::Broker,
+                };
+                let reason = "not forwarded: the session was closing".to_owned();
+                self.record(decided.in_flight, Decision::Refused, Some(reason), response);
+            }
             None => {
                 self.forwarded += 1;
                 self.live.counters.forwarded.fetch_add(1, Ordering::Relaxed);
                 let forwarding = self
                     .upstream
-                    .forward(&decided.frame, decided.in_flight, receipt);
+                    .forward(&decided.frame, decided.in_flight, &receipt);
                 let result = tokio::select! {
                     biased;
                     result = forwarding => result,
@@ -495,8 +566,8 @@ impl Session<'_> {
                 }
             }
         }
+        Ok(())
     }
-
     /// Pass a response (or a gateway exception) back to the client and record the transaction.
     fn answer(&mut self, event: UpstreamEvent<InFlight>) {
         match event {
@@ -576,17 +647,20 @@ fn check(scope: &GrantScope, asset: &str, op: &ModbusOp) -> Option<(ExceptionCod
     }
 }
 
-/// Read once into the spare room of `buf` (never past [`CLIENT_BUFFER`]). Cancel-safe.
+/// Read once into the spare room of `buf` (never past [`CLIENT_BUFFER`]), straight into its
+/// spare capacity: no copy, no zeroing. Cancel-safe.
 async fn read_some<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<usize> {
-    let room = CLIENT_BUFFER.saturating_sub(buf.len());
-    let mut chunk = [0u8; CLIENT_BUFFER];
-    let chunk = chunk.get_mut(..room).unwrap_or_default();
-    let n = reader.read(chunk).await?;
-    buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-    Ok(n)
+    if buf.len() >= CLIENT_BUFFER {
+        // The caller reads only with room left; without room, wait for nothing.
+        return std::future::pending().await;
+    }
+    let room = CLIENT_BUFFER - buf.len();
+    buf.reserve_exact(room);
+    let mut room = (&mut *buf).limit(room);
+    reader.read_buf(&mut room).await
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

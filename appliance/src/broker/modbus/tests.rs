@@ -69,6 +69,8 @@ struct Options {
     idle: Duration,
     upstream_timeout: Duration,
     upstream: Option<SocketAddr>,
+    /// The unit ids the asset answers to.
+    unit_ids: Vec<u8>,
 }
 
 impl Default for Options {
@@ -79,6 +81,7 @@ impl Default for Options {
             idle: Duration::from_secs(600),
             upstream_timeout: Duration::from_secs(5),
             upstream: None,
+            unit_ids: vec![1],
         }
     }
 }
@@ -102,7 +105,7 @@ async fn start(options: Options) -> Harness {
         identity: "alice".into(),
         asset_id: "line3-plc".into(),
         upstream: options.upstream.unwrap_or(plc.local_addr()),
-        unit_ids: vec![1],
+        unit_ids: options.unit_ids,
         scope: options.scope,
         journal: journal.clone(),
         recordings: dir.path().join("sessions"),
@@ -357,6 +360,108 @@ async fn a_unit_the_grant_lacks_gets_0a() {
     drop(h.client.take());
     let (_, events, _) = h.finish().await;
     assert_eq!(refused(&events), vec![(3, 0x0A)]);
+}
+
+#[tokio::test]
+async fn a_unit_of_the_asset_that_the_grant_does_not_name_gets_01() {
+    // The asset answers units 1 and 2; the grant names unit 1 only.
+    let mut h = start(Options {
+        unit_ids: vec![1, 2],
+        ..Options::default()
+    })
+    .await;
+    let client = h.raw();
+    client
+        .write_all(&frame(1, 2, &[0x03, 0x00, 0x00, 0x00, 0x01]))
+        .await
+        .unwrap();
+    assert_eq!(read_frame(client).await, frame(1, 2, &[0x83, 0x01]));
+    // The session goes on: unit 1 still passes.
+    client
+        .write_all(&frame(2, 1, &[0x03, 0x00, 0x00, 0x00, 0x01]))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_frame(client).await,
+        frame(2, 1, &[0x03, 0x02, 0x00, 0x00])
+    );
+    assert_eq!(h.plc.requests_served(), 1);
+    drop(h.client.take());
+    let (_, events, lines) = h.finish().await;
+    assert_eq!(refused(&events), vec![(3, 0x01)]);
+    let reason = events.iter().find_map(|e| match e {
+        SessionEvent::OperationRefused { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(
+        reason.as_deref().is_some_and(|r| r.contains("unit id 2")),
+        "{reason:?}"
+    );
+    assert!(matches!(lines.last(), Some(RecordLine::End { .. })));
+}
+
+#[tokio::test]
+async fn a_client_that_floods_and_never_reads_is_held_back_not_buffered() {
+    use super::session::{CLIENT_BACKLOG, CLIENT_BUFFER};
+    use super::upstream::MAX_IN_FLIGHT;
+    // An in-memory pipe of 1 KiB each way instead of TCP, so the bound is exact.
+    const PIPE: usize = 1024;
+    let plc = plc::spawn("127.0.0.1:0".parse().unwrap(), PlcConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open_for_tests(dir.path()).unwrap();
+    let (mut client, server) = tokio::io::duplex(PIPE);
+    let ctx = SessionContext {
+        session_id: "S-flood".into(),
+        grant_id: "g-1".into(),
+        identity: "alice".into(),
+        asset_id: "line3-plc".into(),
+        upstream: plc.local_addr(),
+        unit_ids: vec![1],
+        scope: maintenance_scope(&[]),
+        journal: journal.clone(),
+        recordings: dir.path().join("sessions"),
+        cancel: CancellationToken::new(),
+        deadline: Instant::now() + Duration::from_secs(600),
+        idle_timeout: Duration::from_secs(600),
+        upstream_timeout: Duration::from_secs(5),
+    };
+    let session = tokio::spawn(run_session(server, ctx));
+    // Send reads (answer: 11 bytes each) and never read: once the session's backlog for the
+    // client is full it stops taking requests, and our writes stall.
+    let request = frame(1, 1, &[0x03, 0x00, 0x00, 0x00, 0x01]);
+    let mut sent = 0u64;
+    while let Ok(Ok(())) =
+        tokio::time::timeout(Duration::from_millis(500), client.write_all(&request)).await
+    {
+        sent += 1;
+        assert!(sent < 1_000_000, "the session never pushed back");
+    }
+    let served = plc.requests_served();
+    // Taken at most: what fits in the backlog and the pipe as answers, plus what waits.
+    let bound = ((CLIENT_BACKLOG + 260 + PIPE) / 11 + MAX_IN_FLIGHT + 1) as u64;
+    assert!(served <= bound, "{served} requests taken, bound {bound}");
+    assert!(
+        sent <= served + ((CLIENT_BUFFER + PIPE) / 12 + 1) as u64 + 1,
+        "{sent} sent, {served} served"
+    );
+    // Read everything back, then leave: every request taken was answered.
+    let mut answers = Vec::new();
+    let reading = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout(Duration::from_millis(500), client.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => answers.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+    };
+    reading.await;
+    drop(client);
+    let outcome = session.await.unwrap();
+    assert_eq!(outcome.forwarded, plc.requests_served());
+    assert_eq!(answers.len() as u64 / 11, outcome.forwarded);
 }
 
 #[tokio::test]

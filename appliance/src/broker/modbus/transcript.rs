@@ -34,6 +34,9 @@ pub fn line(record: &RecordLine) -> String {
             )
         }
         RecordLine::Transaction(tx) => transaction(tx),
+        RecordLine::Dropped { lines } => format!(
+            "... {lines} transaction(s) not recorded here (the recording could not keep up; the journal has them)"
+        ),
         RecordLine::End {
             ended_at,
             reason,
@@ -70,7 +73,11 @@ fn transaction(tx: &TransactionRecord) -> String {
                 ExceptionSource::Plc => "from the PLC",
                 ExceptionSource::Broker => "from otgate",
             };
-            format!("exception {} {who}", ExceptionCode(*code))
+            let code = ExceptionCode(*code);
+            match code.name() {
+                Some(name) => format!("exception {:02X} {} {who}", code.0, name.replace('_', " ")),
+                None => format!("exception {:02X} {who}", code.0),
+            }
         }
         ResponseRecord::None => "no response (session ended)".to_owned(),
     };
@@ -178,7 +185,7 @@ mod tests {
         let text = line(&RecordLine::Transaction(tx));
         assert_eq!(
             text,
-            "2026-11-28T05:01:02.000Z  tx 7     unit 1   write multiple registers (16) holding registers 198-201 = [1, 2, 3, 4]  REFUSED  exception illegal_data_address (02) from otgate  85 µs  (address 200-201 is outside the grant)"
+            "2026-11-28T05:01:02.000Z  tx 7     unit 1   write multiple registers (16) holding registers 198-201 = [1, 2, 3, 4]  REFUSED  exception 02 illegal data address from otgate  85 µs  (address 200-201 is outside the grant)"
         );
     }
 }

@@ -229,6 +229,38 @@ pub enum AccessEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// HQ's signed review record was verified and imported: every grant it names is signed off
+    /// by this one record (all or none).
+    ReviewImported {
+        /// SHA-256 of the record's signed part, hex (its identity; a replay names it again).
+        record: String,
+        /// The reviewer HQ names.
+        reviewer: String,
+        /// `justified` or `unjustified`.
+        verdict: String,
+        /// HQ's comment.
+        comment: String,
+        /// When HQ issued it.
+        issued_at: DateTime<Utc>,
+        /// The authority keys whose signatures counted.
+        signers: Vec<String>,
+        /// The grants signed off (`G-0001`), with their requests in the same order.
+        grant_ids: Vec<String>,
+        /// The requests of those grants (`R-0001`).
+        request_ids: Vec<String>,
+        /// When it was imported.
+        at: DateTime<Utc>,
+    },
+    /// How long an active grant has been in use, on the monotonic clock: a checkpoint, so that
+    /// after a restart a wall clock set back cannot give the grant more time than it had left.
+    GrantProgress {
+        /// `G-0001`.
+        grant_id: String,
+        /// Seconds of its window used so far.
+        active_secs: u64,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// An attempt that changed nothing: an approval, denial, revoke or sign-off refused.
     Refused {
         /// What was attempted: `approve`, `deny`, `revoke`, `sign_off`, `request`.
@@ -258,7 +290,10 @@ impl AccessEvent {
             | Self::GrantEnded { request_id, .. }
             | Self::GrantRevoked { request_id, .. }
             | Self::ReviewSignedOff { request_id, .. } => Some(request_id),
-            Self::GrantWarning { .. } | Self::Refused { .. } => None,
+            Self::GrantWarning { .. }
+            | Self::GrantProgress { .. }
+            | Self::ReviewImported { .. }
+            | Self::Refused { .. } => None,
         }
     }
 }
@@ -277,6 +312,8 @@ impl Subjects for AccessEvent {
             Self::GrantEnded { .. } => "grant_ended",
             Self::GrantRevoked { .. } => "grant_revoked",
             Self::ReviewSignedOff { .. } => "review_signed_off",
+            Self::ReviewImported { .. } => "review_imported",
+            Self::GrantProgress { .. } => "grant_progress",
             Self::Refused { .. } => "refused",
         }
     }
@@ -289,6 +326,7 @@ impl Subjects for AccessEvent {
                 Some(approver)
             }
             Self::GrantRevoked { by, .. } | Self::ReviewSignedOff { by, .. } => Some(by),
+            Self::ReviewImported { reviewer, .. } => Some(reviewer),
             Self::Refused { actor, .. } => Some(actor),
             _ => None,
         }
@@ -310,7 +348,9 @@ impl Subjects for AccessEvent {
             | Self::GrantActivated { grant_id, .. }
             | Self::GrantWarning { grant_id, .. }
             | Self::GrantEnded { grant_id, .. }
+            | Self::GrantProgress { grant_id, .. }
             | Self::ReviewSignedOff { grant_id, .. } => Some(grant_id),
+            Self::ReviewImported { grant_ids, .. } => grant_ids.first().map(String::as_str),
             _ => None,
         }
     }

@@ -1,11 +1,15 @@
-//! Passive inspection events: alerts raised by the monitor.
+//! Passive inspection events: alerts raised by the monitor, and changes to the asset inventory
+//! (what the `inventory` state view is rebuilt from). Not every packet: an asset is recorded
+//! when it is first seen, when it shows something new (a role, port, unit id, function code,
+//! range, peer, MAC, ...), and at most once an hour otherwise, to move its last-seen time.
 
 use serde::{Deserialize, Serialize};
 
 use super::Subjects;
 use crate::inspect::event::{AlertKind, Protocol, Severity};
+use crate::inspect::inventory::Asset;
 
-/// Passive inspection events: alerts raised by the monitor.
+/// Passive inspection events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -28,6 +32,13 @@ pub enum InspectEvent {
         /// What exactly.
         detail: String,
     },
+    /// Passive inspection saw an asset, or something new about one. The record holds what was
+    /// seen since the last record of this asset by the same monitor (`messages` counts only
+    /// those); the inventory view merges it into what it knows.
+    AssetObserved {
+        /// The asset as seen (address, facts, first and last seen in capture time).
+        asset: Box<Asset>,
+    },
 }
 
 impl InspectEvent {
@@ -49,12 +60,14 @@ impl Subjects for InspectEvent {
     fn kind(&self) -> &'static str {
         match self {
             InspectEvent::Alert { .. } => "alert",
+            InspectEvent::AssetObserved { .. } => "asset_observed",
         }
     }
 
     fn asset(&self) -> Option<&str> {
         match self {
             InspectEvent::Alert { asset, .. } => Some(asset),
+            InspectEvent::AssetObserved { .. } => None,
         }
     }
 }

@@ -15,6 +15,11 @@ use super::Subjects;
 pub enum PolicyEvent {
     /// The trust root was installed at provisioning (`otgate init --trust`).
     TrustRootInstalled {
+        /// SHA-256 (hex) of the installed root's canonical JSON (`trust/root.json`), so an
+        /// auditor can tell exactly which root was installed. Empty in records written before
+        /// the fingerprint was recorded.
+        #[serde(default)]
+        fingerprint: String,
         /// The site it guards.
         site: String,
         /// Its version.
@@ -109,6 +114,27 @@ pub enum PolicyEvent {
         /// When the grace period ended.
         grace_until: DateTime<Utc>,
     },
+    /// The daemon's periodic pull keeps failing (journaled on the first failure after a
+    /// success, then at most once per `[sync] failure_journal_every` while it goes on).
+    PullFailing {
+        /// HQ's server.
+        url: String,
+        /// Failed attempts since the last success.
+        failed_attempts: u64,
+        /// When the first of them failed.
+        failing_since: DateTime<Utc>,
+        /// The latest failure, in words.
+        error: String,
+    },
+    /// The periodic pull works again after failing.
+    PullRecovered {
+        /// HQ's server.
+        url: String,
+        /// How many attempts had failed.
+        failed_attempts: u64,
+        /// Since when.
+        failing_since: DateTime<Utc>,
+    },
 }
 
 impl Subjects for PolicyEvent {
@@ -121,6 +147,8 @@ impl Subjects for PolicyEvent {
             PolicyEvent::TrustRootRotated { .. } => "trust_root_rotated",
             PolicyEvent::GraceStarted { .. } => "grace_started",
             PolicyEvent::GraceEnded { .. } => "grace_ended",
+            PolicyEvent::PullFailing { .. } => "pull_failing",
+            PolicyEvent::PullRecovered { .. } => "pull_recovered",
         }
     }
 }

@@ -70,6 +70,12 @@ pub enum SessionEndReason {
         /// The journal's error.
         detail: String,
     },
+    /// The appliance stopped abruptly (crash, power loss, kill) before the session could
+    /// journal its end; journaled at the next start (`broker::modbus::history::close_unclean`).
+    Unclean {
+        /// What is known: that the appliance stopped, and the seq of the session's start.
+        detail: String,
+    },
 }
 
 impl core::fmt::Display for SessionEndReason {
@@ -87,6 +93,7 @@ impl core::fmt::Display for SessionEndReason {
             SessionEndReason::JournalUnavailable { detail } => {
                 write!(f, "journal unavailable: {detail}")
             }
+            SessionEndReason::Unclean { detail } => write!(f, "ended (unclean): {detail}"),
         }
     }
 }

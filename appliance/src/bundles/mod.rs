@@ -10,6 +10,10 @@
 //! DATA_DIR/policy/standing.json     the last grace transition journaled
 //! ```
 //!
+//! While the daemon runs, [`live`] keeps the active bundle's validity in memory, serves the
+//! control socket's imports and pulls, runs the periodic pull configured by `[sync]`
+//! ([`config`]) and watches the standing (grace, lapse).
+//!
 //! Guarantees: a refusal is journaled and changes no file; an activation is journaled (with the
 //! bundle hash) before the pointer switches; the switch is one `rename` of `current.json`, so a
 //! crash leaves either the old or the new policy active, never a mix. A trust root carried by a
@@ -24,12 +28,14 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use otgate_policy::Policy;
 use otgate_sync::bundle::{hash_hex, Bundle, MAX_BUNDLE_BYTES};
-use otgate_sync::verify::POLICY_FILE_NAME;
 use otgate_sync::{ActiveBundleInfo, KeyId, Refusal, TrustRoot};
 use serde::{Deserialize, Serialize};
 
 use crate::datadir::DataDir;
 use crate::journal::event::PolicyEvent;
+
+pub mod config;
+pub mod live;
 use crate::journal::{Event, Journal, JournalError};
 
 /// The clock skew tolerated at either end of a bundle's validity unless configured otherwise.
@@ -204,9 +210,17 @@ pub fn install_trust_root(dd: &DataDir, path: &Path) -> Result<TrustRoot, Bundle
     Ok(root)
 }
 
-/// The journal record for an installed trust root.
+/// The fingerprint of a trust root: SHA-256 (hex) of its canonical JSON, as `trust/root.json`
+/// holds it.
+pub fn trust_root_fingerprint(root: &TrustRoot) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(root.to_json().as_bytes()))
+}
+
+/// The journal record for an installed trust root: which keys, threshold, site and fingerprint.
 pub fn trust_root_installed_event(root: &TrustRoot) -> Event {
     Event::Policy(PolicyEvent::TrustRootInstalled {
+        fingerprint: trust_root_fingerprint(root),
         site: root.site().to_owned(),
         root_version: root.root_version(),
         threshold: root.threshold(),
@@ -375,13 +389,63 @@ impl Standing {
     }
 }
 
+/// What decides the active bundle's standing: its identity and its validity. Cheap to copy, so
+/// the daemon keeps it in memory and asks [`BundleValidity::standing`] on every decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BundleValidity {
+    /// Bundle version.
+    pub version: u64,
+    /// Bundle hash.
+    #[serde(serialize_with = "serialize_hash")]
+    pub hash: [u8; 32],
+    /// Valid until (then grace).
+    pub expires_at: DateTime<Utc>,
+    /// When the grace period ends (then only break-glass).
+    pub grace_until: DateTime<Utc>,
+}
+
+fn serialize_hash<S: serde::Serializer>(hash: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hash_hex(hash))
+}
+
+impl BundleValidity {
+    fn of(header: &otgate_sync::bundle::Header, hash: [u8; 32]) -> Self {
+        let grace = TimeDelta::seconds(i64::try_from(header.grace_period_secs).unwrap_or(i64::MAX));
+        Self {
+            version: header.version,
+            hash,
+            expires_at: header.expires_at,
+            grace_until: header
+                .expires_at
+                .checked_add_signed(grace)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        }
+    }
+
+    /// Where the bundle stands at `now`: valid, on grace, or lapsed (only break-glass).
+    pub fn standing(&self, now: DateTime<Utc>) -> Standing {
+        if now <= self.expires_at {
+            Standing::Valid {
+                expires_at: self.expires_at,
+            }
+        } else if now <= self.grace_until {
+            Standing::Grace {
+                expired_at: self.expires_at,
+                grace_until: self.grace_until,
+            }
+        } else {
+            Standing::Lapsed {
+                grace_until: self.grace_until,
+            }
+        }
+    }
+}
+
 /// The policy in force, from the active bundle on disk.
 #[derive(Debug, Clone)]
 pub struct ActivePolicy {
     /// The validated policy.
     pub policy: Arc<Policy>,
-    /// The policy's TOML source.
-    pub policy_source: Arc<str>,
     /// The site.
     pub site: String,
     /// Bundle version.
@@ -415,15 +479,12 @@ impl ActivePolicy {
     ) -> Result<Self, BundlesError> {
         let header = bundle.header();
         let policy =
-            otgate_policy::parse(&bundle.body().policy_source, POLICY_FILE_NAME).map_err(|d| {
-                BundlesError::Corrupt {
-                    path: bundle_path(dd, &bundle.hash()),
-                    reason: format!("the stored policy no longer parses: {d}"),
-                }
+            otgate_sync::verify::parse_policy(bundle).map_err(|d| BundlesError::Corrupt {
+                path: bundle_path(dd, &bundle.hash()),
+                reason: format!("the stored policy no longer parses: {d}"),
             })?;
         Ok(Self {
             policy: Arc::new(policy),
-            policy_source: Arc::from(bundle.body().policy_source.as_str()),
             site: header.site.clone(),
             version: header.version,
             hash: bundle.hash(),
@@ -442,27 +503,25 @@ impl ActivePolicy {
 
     /// When the grace period ends.
     pub fn grace_until(&self) -> DateTime<Utc> {
-        self.expires_at
-            .checked_add_signed(self.grace_period)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        self.validity().grace_until
+    }
+
+    /// Its identity and validity.
+    pub fn validity(&self) -> BundleValidity {
+        BundleValidity {
+            version: self.version,
+            hash: self.hash,
+            expires_at: self.expires_at,
+            grace_until: self
+                .expires_at
+                .checked_add_signed(self.grace_period)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        }
     }
 
     /// Where the bundle stands at `now`.
     pub fn standing(&self, now: DateTime<Utc>) -> Standing {
-        if now <= self.expires_at {
-            Standing::Valid {
-                expires_at: self.expires_at,
-            }
-        } else if now <= self.grace_until() {
-            Standing::Grace {
-                expired_at: self.expires_at,
-                grace_until: self.grace_until(),
-            }
-        } else {
-            Standing::Lapsed {
-                grace_until: self.grace_until(),
-            }
-        }
+        self.validity().standing(now)
     }
 }
 
@@ -497,6 +556,22 @@ pub fn load_active(dd: &DataDir) -> Result<Option<ActivePolicy>, BundlesError> {
             )?))
         }
     }
+}
+
+/// The active bundle's validity without parsing its policy (the daemon reads it at start); the
+/// last good bundle's when the active file is damaged, as [`load_active`] does.
+pub fn active_validity(dd: &DataDir) -> Result<Option<BundleValidity>, BundlesError> {
+    let Some(current) = read_current(dd)? else {
+        return Ok(None);
+    };
+    let bundle = match read_stored_bundle(dd, &current.active) {
+        Ok(bundle) => bundle,
+        Err(error) => match &current.previous {
+            Some(previous) => read_stored_bundle(dd, previous)?,
+            None => return Err(error),
+        },
+    };
+    Ok(Some(BundleValidity::of(bundle.header(), bundle.hash())))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -562,8 +637,19 @@ pub fn import_file(
     now: DateTime<Utc>,
     options: &ImportOptions,
 ) -> Result<ImportOutcome, BundlesError> {
+    import_file_verified(dd, journal, path, now, options).map(|i| i.outcome)
+}
+
+/// [`import_file`], also handing back the newly active policy (for the running daemon).
+pub fn import_file_verified(
+    dd: &DataDir,
+    journal: &Journal,
+    path: &Path,
+    now: DateTime<Utc>,
+    options: &ImportOptions,
+) -> Result<Imported, BundlesError> {
     match read_limited(path, MAX_BUNDLE_BYTES)? {
-        Ok(bytes) => import_with(dd, journal, &bytes, now, options),
+        Ok(bytes) => import_verified(dd, journal, &bytes, now, options),
         Err((limit, size)) => Err(refuse(
             journal,
             Refusal::Oversized { limit, size },
@@ -581,6 +667,27 @@ pub fn import_with(
     now: DateTime<Utc>,
     options: &ImportOptions,
 ) -> Result<ImportOutcome, BundlesError> {
+    import_verified(dd, journal, bytes, now, options).map(|i| i.outcome)
+}
+
+/// What an import did, and when it activated a bundle, the policy now in force (already
+/// verified and parsed: the daemon enforces it without reading it again).
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// What happened.
+    pub outcome: ImportOutcome,
+    /// The activated policy and its validity (`None` when nothing changed).
+    pub activated: Option<(Arc<Policy>, BundleValidity)>,
+}
+
+/// [`import_with`], also handing back the newly active policy.
+pub fn import_verified(
+    dd: &DataDir,
+    journal: &Journal,
+    bytes: &[u8],
+    now: DateTime<Utc>,
+    options: &ImportOptions,
+) -> Result<Imported, BundlesError> {
     let root = trust_root(dd)?;
     let current = read_current(dd)?;
     let active = active_info(dd)?;
@@ -588,7 +695,10 @@ pub fn import_with(
         Ok(verified) => verified,
         Err(Refusal::AlreadyActive { version }) => {
             let hash = active.map(|a| a.hash).unwrap_or_default();
-            return Ok(ImportOutcome::Unchanged { version, hash });
+            return Ok(Imported {
+                outcome: ImportOutcome::Unchanged { version, hash },
+                activated: None,
+            });
         }
         Err(refusal) => {
             return Err(refuse(
@@ -663,11 +773,17 @@ pub fn import_with(
     };
     prune(dd, &next_current);
     tracing::info!(version = header.version, hash = %hash_hex(&hash), "policy bundle activated");
-    Ok(ImportOutcome::Activated {
-        version: header.version,
-        hash,
-        previous_version: current.map(|c| c.active.version),
-        rotated_root_to,
+    Ok(Imported {
+        outcome: ImportOutcome::Activated {
+            version: header.version,
+            hash,
+            previous_version: current.map(|c| c.active.version),
+            rotated_root_to,
+        },
+        activated: Some((
+            Arc::clone(verified.policy()),
+            BundleValidity::of(&header, hash),
+        )),
     })
 }
 
@@ -732,6 +848,17 @@ pub fn note_standing(
     let Some(active) = load_active(dd)? else {
         return Ok(None);
     };
+    note_standing_of(dd, journal, &active.validity(), now).map(Some)
+}
+
+/// [`note_standing`] for a bundle whose validity is known (the daemon keeps it in memory, so
+/// it does not re-read and re-parse the policy to ask).
+pub fn note_standing_of(
+    dd: &DataDir,
+    journal: &Journal,
+    active: &BundleValidity,
+    now: DateTime<Utc>,
+) -> Result<Standing, BundlesError> {
     let standing = active.standing(now);
     let hash = hash_hex(&active.hash);
     let path = standing_path(dd);
@@ -789,7 +916,7 @@ pub fn note_standing(
         })?;
         write_atomic(&path, &json)?;
     }
-    Ok(Some(standing))
+    Ok(standing)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -847,56 +974,109 @@ pub enum PullFailure {
     /// The bundle was fetched and then refused, or could not be activated.
     #[error(transparent)]
     Import(#[from] BundlesError),
+    /// HQ still offers the bundle refused on an earlier attempt (not verified or journaled
+    /// again).
+    #[error("HQ still offers bundle {hash}, refused before; the active policy stays in force")]
+    RefusedBefore {
+        /// The offered bundle's hash.
+        hash: String,
+    },
 }
 
-/// Pull once and import what came (the daemon's periodic pull calls this from its runtime).
-/// The attempt and its result are remembered for `otgate policy status`; a refusal is
-/// journaled by the import. HQ never connects in: this is the only direction.
+/// Pull once and import what came. The attempt and its result are remembered for
+/// `otgate policy status`; a refusal is journaled by the import. HQ never connects in: this is
+/// the only direction.
 pub async fn pull_once(
     dd: &DataDir,
     journal: &Journal,
     settings: &PullSettings,
     now: DateTime<Utc>,
 ) -> Result<ImportOutcome, PullFailure> {
-    let site = trust_root(dd)?.site().to_owned();
-    let fetched =
-        otgate_sync::net::pull(&settings.url, &site, settings.pin, settings.timeout).await;
-    let result = match fetched {
-        Ok(bytes) => {
-            let (dd2, journal2) = (dd.clone(), journal.clone());
-            let options = ImportOptions {
-                skew: settings.skew,
-                source: format!("pull:{}", settings.url),
-            };
-            match tokio::task::spawn_blocking(move || {
-                import_with(&dd2, &journal2, &bytes, now, &options)
-            })
-            .await
+    pull_verified(dd, journal, settings, now, None)
+        .await
+        .result
+        .map(|i| i.outcome)
+}
+
+/// One pull attempt as the daemon sees it.
+#[derive(Debug)]
+pub struct PullAttempt {
+    /// What came of it.
+    pub result: Result<Imported, PullFailure>,
+    /// The hash of the bundle HQ offered, if one was fetched and decoded.
+    pub offered: Option<[u8; 32]>,
+}
+
+/// [`pull_once`], handing back the activated policy and the offered bundle's hash. A bundle whose
+/// hash is `refused_before` (it was refused on an earlier attempt) is not verified and journaled
+/// again: the same refusal every interval would only bury the journal.
+pub async fn pull_verified(
+    dd: &DataDir,
+    journal: &Journal,
+    settings: &PullSettings,
+    now: DateTime<Utc>,
+    refused_before: Option<[u8; 32]>,
+) -> PullAttempt {
+    let mut offered = None;
+    let result = match trust_root(dd) {
+        Err(e) => Err(PullFailure::Import(e)),
+        Ok(root) => {
+            let site = root.site().to_owned();
+            match otgate_sync::net::pull(&settings.url, &site, settings.pin, settings.timeout).await
             {
-                Ok(result) => result.map_err(PullFailure::Import),
-                Err(join) => Err(PullFailure::Import(BundlesError::Io {
-                    action: "run the import of",
-                    path: dd.policy_dir(),
-                    source: std::io::Error::other(join.to_string()),
-                })),
+                Err(error) => Err(PullFailure::Transfer(error)),
+                Ok(bytes) => {
+                    offered = Bundle::decode(&bytes).ok().map(|b| b.hash());
+                    match (offered, refused_before) {
+                        (Some(hash), Some(before)) if hash == before => {
+                            Err(PullFailure::RefusedBefore {
+                                hash: hash_hex(&hash),
+                            })
+                        }
+                        _ => {
+                            let (dd2, journal2) = (dd.clone(), journal.clone());
+                            let options = ImportOptions {
+                                skew: settings.skew,
+                                source: format!("pull:{}", settings.url),
+                            };
+                            match tokio::task::spawn_blocking(move || {
+                                import_verified(&dd2, &journal2, &bytes, now, &options)
+                            })
+                            .await
+                            {
+                                Ok(result) => result.map_err(PullFailure::Import),
+                                Err(join) => Err(PullFailure::Import(BundlesError::Io {
+                                    action: "run the import of",
+                                    path: dd.policy_dir(),
+                                    source: std::io::Error::other(join.to_string()),
+                                })),
+                            }
+                        }
+                    }
+                }
             }
         }
-        Err(error) => Err(PullFailure::Transfer(error)),
     };
     let record = PullRecord {
         at: now,
         url: settings.url.clone(),
         ok: result.is_ok(),
         result: match &result {
-            Ok(ImportOutcome::Activated { version, .. }) => format!("activated version {version}"),
-            Ok(ImportOutcome::Unchanged { version, .. }) => {
-                format!("version {version} already active")
-            }
+            Ok(Imported {
+                outcome: ImportOutcome::Activated { version, .. },
+                ..
+            }) => format!("activated version {version}"),
+            Ok(Imported {
+                outcome: ImportOutcome::Unchanged { version, .. },
+                ..
+            }) => format!("version {version} already active"),
             Err(error) => error.to_string(),
         },
     };
-    record_pull(dd, &record)?;
-    result
+    if let Err(error) = record_pull(dd, &record) {
+        tracing::warn!(%error, "could not remember the pull attempt");
+    }
+    PullAttempt { result, offered }
 }
 
 /// Everything `otgate policy status` shows.
@@ -914,6 +1094,10 @@ pub struct PolicyStatus {
     pub previous: Option<StoredRef>,
     /// The last pull attempt.
     pub last_pull: Option<PullRecord>,
+    /// What the running daemon adds (its enforced standing, its periodic pull); `None` when
+    /// read from the data directory without a daemon.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<live::DaemonView>,
 }
 
 /// The active bundle in `otgate policy status`.
@@ -982,6 +1166,7 @@ pub fn status(dd: &DataDir, now: DateTime<Utc>) -> Result<PolicyStatus, BundlesE
         active,
         previous: read_current(dd)?.and_then(|c| c.previous),
         last_pull: last_pull(dd),
+        daemon: None,
     })
 }
 
@@ -996,7 +1181,11 @@ mod tests {
     use otgate_sync::bundle::{Body, Header, SignatureEntry};
     use otgate_sync::{AuthorityKey, TrustRootFile};
 
-    const PLANT: &str = include_str!("../../policies/examples/plant.toml");
+    const PLANT: &str = include_str!("../../../policies/examples/plant.toml");
+
+    fn canon(toml: &str) -> String {
+        otgate_sync::bundle::canonical_policy(toml, "plant.toml").unwrap()
+    }
 
     fn key(i: u8) -> AuthorityKey {
         AuthorityKey::from_secret([i; 32], None)
@@ -1028,7 +1217,7 @@ mod tests {
                 previous_hash: None,
                 grace_period_secs: 5 * 86_400,
             },
-            policy_source: PLANT.into(),
+            policy: canon(PLANT),
             trust_root: None,
         }
     }
@@ -1222,11 +1411,11 @@ mod tests {
         let a = with_active_v5();
         let mut other_site = body(6);
         other_site.header.site = "plant-b".into();
-        other_site.policy_source = PLANT.replacen("id = \"plant-a\"", "id = \"plant-b\"", 1);
+        other_site.policy = canon(&PLANT.replacen("id = \"plant-a\"", "id = \"plant-b\"", 1));
         assert_refused_unchanged(&a, &signed(other_site, &[1, 2]), "wrong_site");
         assert_refused_unchanged(&a, &signed(body(4), &[1, 2]), "rollback");
         let mut same_version = body(5);
-        same_version.policy_source.push_str("\n# edited\n");
+        same_version.policy = canon(&PLANT.replace("Line 3", "Line three"));
         assert_refused_unchanged(
             &a,
             &signed(same_version, &[1, 2]),
@@ -1251,11 +1440,11 @@ mod tests {
         let bytes = signed(body(6), &[1, 2]);
         assert_refused_unchanged(&a, &bytes[..bytes.len() / 2], "truncated");
         let mut invalid = body(6);
-        invalid.policy_source = PLANT.replace("line3-plc", "line9-plc").replacen(
+        invalid.policy = canon(&PLANT.replace("line3-plc", "line9-plc").replacen(
             "id = \"line9-plc\"",
             "id = \"line3-plc\"",
             1,
-        );
+        ));
         assert_refused_unchanged(&a, &signed(invalid, &[1, 2]), "invalid_policy");
     }
 
