@@ -311,6 +311,10 @@ fn audit_verify_reports_intact_then_the_altered_record_by_seq() {
     let (code, out, err) = otgate(root.path(), &["audit", "verify"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("journal intact: 44 records"), "{out}"); // created, opened, state built, 40 notes, checkpoint
+    assert!(
+        out.contains("signed head: checkpoint seq 44, written at a clean close"),
+        "{out}"
+    );
     let (code, out, _) = otgate(root.path(), &["audit", "verify", "--json"]);
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
