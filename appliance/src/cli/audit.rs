@@ -249,6 +249,20 @@ fn verify_command(globals: &Globals, args: VerifyArgs) -> anyhow::Result<ExitCod
                     verified.last_checkpoint_seq,
                     verified.unsigned_tail
                 )?;
+                match (verified.signed_head_seq, verified.signed_head_clean) {
+                    (Some(seq), Some(true)) => writeln!(
+                        out,
+                        "signed head: checkpoint seq {seq}, written at a clean close"
+                    )?,
+                    (Some(seq), _) => writeln!(
+                        out,
+                        "signed head: checkpoint seq {seq} (the writer runs, or did not close cleanly)"
+                    )?,
+                    (None, _) => writeln!(
+                        out,
+                        "signed head: none (journal/HEAD is missing or empty): records cut from the end could not be noticed"
+                    )?,
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -311,6 +311,10 @@ fn audit_verify_reports_intact_then_the_altered_record_by_seq() {
     let (code, out, err) = otgate(root.path(), &["audit", "verify"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("journal intact: 44 records"), "{out}"); // created, opened, state built, 40 notes, checkpoint
+    assert!(
+        out.contains("signed head: checkpoint seq 44, written at a clean close"),
+        "{out}"
+    );
     let (code, out, _) = otgate(root.path(), &["audit", "verify", "--json"]);
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -431,10 +435,143 @@ fn audit_show_filters_and_export_to_a_file_resumes() {
         (1..=seqs.len() as u64).collect::<Vec<_>>(),
         "no gaps, no duplicates: {out}"
     );
+    // The cursor, the lag and the last run are visible.
+    let (code, out, err) = otgate(root.path(), &["audit", "export", "--status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(status["destination"], to.as_str());
+    assert_eq!(status["confirmed_seq"], seqs.len() as u64);
+    assert_eq!(status["lag"], 0);
+    assert!(status["status"]["stopped_at"].is_string(), "{status}");
+    let (code, out, _) = otgate(root.path(), &["audit", "export", "--status"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("delivered up to seq {}", seqs.len())),
+        "{out}"
+    );
+    let (code, _, err) = otgate(root.path(), &["audit", "export"]);
+    assert_eq!(code, 2, "{err}");
     let (code, _, err) = otgate(
         root.path(),
         &["audit", "export", "--to", "syslog+tls://127.0.0.1:9"],
     );
     assert_eq!(code, 1);
     assert!(err.contains("--ca"), "{err}");
+}
+
+/// The seq in an RFC 5424 message's structured data.
+fn syslog_seq(message: &str) -> u64 {
+    let start = message.find("seq=\"").expect("a seq") + 5;
+    let end = start + message[start..].find('"').unwrap();
+    message[start..end].parse().unwrap()
+}
+
+/// Wait (bounded, not timed) until `done` holds.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..3000 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("gave up waiting until {what}");
+}
+
+#[test]
+fn the_daemon_exports_to_a_syslog_collector_through_an_outage_without_gaps() {
+    use otgate::journal::export::collector::Collector;
+    use otgate_tests::appliance::{TestAppliance, PLANT_POLICY};
+
+    let mut appliance = TestAppliance::init(PLANT_POLICY);
+    let data = DataDir::new(&appliance.data_dir);
+    let collector = Collector::start_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = collector.addr();
+    std::fs::write(
+        data.config_file(),
+        format!(
+            "[export]\nto = \"syslog+tcp://{addr}\"\nhostname = \"gw\"\n\
+             ack_timeout = \"200ms\"\nretry_max = \"200ms\"\npoll_interval = \"20ms\"\n"
+        ),
+    )
+    .unwrap();
+    let head = || {
+        JournalReader::open(&data.journal_dir())
+            .unwrap()
+            .map(|r| r.unwrap().seq)
+            .last()
+            .unwrap_or(0)
+    };
+    let status = |appliance: &TestAppliance| -> serde_json::Value {
+        let out = appliance.otgate(&["audit", "export", "--status", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    appliance.start(None);
+    let started = head();
+    wait_until("the daemon's first records reach the collector", || {
+        collector
+            .messages()
+            .iter()
+            .any(|m| syslog_seq(&m.message) == started)
+    });
+    // The outage: the collector goes away; the daemon restarts meanwhile, writing records.
+    let before = collector.stop();
+    wait_until("the status shows the outage", || {
+        let s = status(&appliance);
+        s["status"]["connected"] == false && s["status"]["last_error"].is_string()
+    });
+    appliance.stop();
+    appliance.start(None);
+    let during = head();
+    assert!(during > started, "records were written during the outage");
+    wait_until("the restarted exporter reports the outage", || {
+        status(&appliance)["status"]["last_error"].is_string()
+    });
+
+    // The collector returns: the backlog arrives in order, without gaps.
+    let collector = Collector::start_tcp(addr).unwrap();
+    wait_until("the backlog arrives", || {
+        collector
+            .messages()
+            .iter()
+            .any(|m| syslog_seq(&m.message) == during)
+    });
+    appliance.stop();
+    let after = collector.stop();
+    let confirmed = status(&appliance)["confirmed_seq"].as_u64().unwrap();
+    assert!(
+        confirmed >= during,
+        "a clean stop confirms what was sent ({confirmed} < {during})"
+    );
+    let received: std::collections::BTreeSet<u64> = before
+        .iter()
+        .chain(after.iter())
+        .map(|m| syslog_seq(&m.message))
+        .collect();
+    for seq in 1..=confirmed {
+        assert!(
+            received.contains(&seq),
+            "seq {seq} never reached the collector"
+        );
+    }
+    for messages in [&before, &after] {
+        let mut by_connection: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for m in messages.iter() {
+            by_connection
+                .entry(m.connection)
+                .or_default()
+                .push(syslog_seq(&m.message));
+        }
+        for seqs in by_connection.values() {
+            assert!(
+                seqs.windows(2).all(|w| w[1] == w[0] + 1),
+                "in order: {seqs:?}"
+            );
+        }
+    }
 }

@@ -400,7 +400,8 @@ pub fn load_status(path: &Path) -> Result<Option<ExportStatus>, ExportError> {
     }
 }
 
-/// Every cursor under the data dir's `export/`, with its status file if there is one.
+/// Every destination under the data dir's `export/`: its cursor (confirmed seq 0 if none has
+/// been written yet) and its status file if there is one.
 pub fn list(data_dir: &DataDir) -> Result<Vec<(Cursor, Option<ExportStatus>)>, ExportError> {
     let dir = data_dir.export_dir();
     let entries = match std::fs::read_dir(&dir) {
@@ -413,19 +414,32 @@ pub fn list(data_dir: &DataDir) -> Result<Vec<(Cursor, Option<ExportStatus>)>, E
             })
         }
     };
-    let mut found = Vec::new();
+    let mut stems = std::collections::BTreeSet::new();
     for entry in entries.flatten() {
-        let path = entry.path();
-        let is_cursor = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with(".cursor.json"));
-        if !is_cursor {
-            continue;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(stem) = name
+            .strip_suffix(".cursor.json")
+            .or_else(|| name.strip_suffix(".status.json"))
+        {
+            stems.insert(stem.to_string());
         }
-        if let Some(cursor) = load_cursor(&path)? {
-            found.push((cursor, load_status(&status_path(&path))?));
-        }
+    }
+    let mut found = Vec::new();
+    for stem in stems {
+        let cursor_file = dir.join(format!("{stem}.cursor.json"));
+        let status = load_status(&status_path(&cursor_file))?;
+        let cursor = match (load_cursor(&cursor_file)?, &status) {
+            (Some(cursor), _) => cursor,
+            (None, Some(status)) => Cursor {
+                destination: status.destination.clone(),
+                format: status.format.clone(),
+                confirmed_seq: 0,
+                updated_at: status.started_at,
+            },
+            (None, None) => continue,
+        };
+        found.push((cursor, status));
     }
     found.sort_by(|a, b| (&a.0.destination, &a.0.format).cmp(&(&b.0.destination, &b.0.format)));
     Ok(found)

@@ -44,6 +44,9 @@ impl Exporter {
     pub async fn run(self, shutdown: CancellationToken) {
         let destination = self.options.destination.to_string();
         tracing::info!(%destination, format = ?self.options.format, "SIEM export running");
+        // If this future is dropped (the runtime shuts down, the task is aborted), the blocking
+        // export must still stop.
+        let _stop_on_drop = StopOnDrop(self.options.stop.clone());
         loop {
             let stop = self.options.stop.clone();
             stop.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -90,5 +93,14 @@ impl Exporter {
                 () = tokio::time::sleep(self.options.retry_max) => {}
             }
         }
+    }
+}
+
+/// Sets the export's stop flag when dropped.
+struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
