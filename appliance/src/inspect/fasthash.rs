@@ -112,6 +112,8 @@ impl BuildHasher for FastHash {
 
 /// A `HashMap` with the fast keyed hasher.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, FastHash>;
+/// A `HashSet` with the fast keyed hasher.
+pub type FastSet<K> = std::collections::HashSet<K, FastHash>;
 
 #[cfg(test)]
 mod tests {
