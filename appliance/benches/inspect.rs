@@ -114,7 +114,10 @@ fn best_of(me: &Path, mode: &str, path: &Path, runs: usize, packets: u64) -> (f6
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     for (mode, run) in [
-        ("--child-inspect", inspect_once as fn(&Path) -> (u64, f64, u64)),
+        (
+            "--child-inspect",
+            inspect_once as fn(&Path) -> (u64, f64, u64),
+        ),
         ("--child-read", read_once),
     ] {
         if let Some(i) = args.iter().position(|a| a == mode) {

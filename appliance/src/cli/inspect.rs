@@ -21,8 +21,8 @@ use crate::inspect::baseline::{Baseline, Learner};
 use crate::inspect::event::Observation;
 use crate::inspect::inventory::Inventory;
 use crate::inspect::inventory_view::InventoryRecorder;
-use crate::journal::event::InspectEvent;
 use crate::inspect::monitor::{Monitor, Sink, Stats};
+use crate::journal::event::InspectEvent;
 
 const INSPECT_HELP: &str = "\
 Exit status: 0 done, 1 unreadable capture or baseline, 2 wrong usage.

@@ -257,7 +257,8 @@ pub fn journal_events(data_dir: &DataDir, events: Vec<InspectEvent>) -> anyhow::
         let mut bytes = 0;
         let mut events = events.into_iter().peekable();
         while let Some(event) = events.next() {
-            let value = serde_json::to_value(&event).context("cannot encode an inspection record")?;
+            let value =
+                serde_json::to_value(&event).context("cannot encode an inspection record")?;
             bytes += value.to_string().len();
             batch.push(value);
             let full = events.peek().is_none_or(|next| {

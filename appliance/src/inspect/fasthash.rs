@@ -123,7 +123,11 @@ mod tests {
     #[test]
     fn tables_hash_differently_and_spread_sequential_keys() {
         let (a, b) = (FastHash::default(), FastHash::default());
-        assert_ne!(a.hash_one(1u64), b.hash_one(1u64), "each table has its own key");
+        assert_ne!(
+            a.hash_one(1u64),
+            b.hash_one(1u64),
+            "each table has its own key"
+        );
         // Neighbouring addresses and ports (a scan) land in distinct low bits.
         let buckets: HashSet<u64> = (0..4096u32)
             .map(|i| a.hash_one((0x0a00_0000u32 + i, 502u16)) & 0xFFF)

@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use otgate_policy::modbus::{Access, AddressRange, Table};
 use serde::{Deserialize, Serialize};
 
-use super::fasthash::FastMap;
 use super::event::{instant, mac_string, Direction, Dnp3Fragment, Endpoints, ModbusPdu, Protocol};
+use super::fasthash::FastMap;
 
 /// The most peers listed per asset.
 pub const MAX_PEERS: usize = 256;

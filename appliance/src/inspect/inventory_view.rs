@@ -192,7 +192,10 @@ mod tests {
         let stored = load(&tree).unwrap();
         let server: IpAddr = "10.0.0.2".parse().unwrap();
         let asset = &stored.assets[&server];
-        assert_eq!(asset.modbus_functions.iter().copied().collect::<Vec<_>>(), [3, 16]);
+        assert_eq!(
+            asset.modbus_functions.iter().copied().collect::<Vec<_>>(),
+            [3, 16]
+        );
         assert_eq!(asset.messages, 4, "each message counted once");
         assert_eq!(asset.first_seen, inv.assets[&server].first_seen);
         assert_eq!(asset.last_seen, inv.assets[&server].last_seen);

@@ -148,7 +148,10 @@ impl InspectConfig {
         let mut config = Self::from_toml(&text)
             .map_err(|reason| InspectServiceError::Invalid { path, reason })?;
         let root = data_dir.root();
-        for p in [&mut config.baseline, &mut config.events].into_iter().flatten() {
+        for p in [&mut config.baseline, &mut config.events]
+            .into_iter()
+            .flatten()
+        {
             if p.is_relative() {
                 *p = root.join(&*p);
             }
@@ -405,7 +408,11 @@ impl LiveGrants {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if fresh || guard.0.is_none_or(|read| read.elapsed() >= GRANTS_STALE_AFTER) {
+        if fresh
+            || guard
+                .0
+                .is_none_or(|read| read.elapsed() >= GRANTS_STALE_AFTER)
+        {
             let windows = read_grants(&self.app.grants, &self.app.policy(), &self.runtime);
             *guard = (Some(Instant::now()), windows);
         }
@@ -423,7 +430,10 @@ fn read_grants(
     let mut windows =
         GrantWindows::new(policy.assets.iter().map(|a| (a.id.to_string(), a.address)));
     let records = runtime.block_on(grants.list(ListFilter::Active));
-    for r in records.into_iter().filter(|r| r.state == GrantState::Active) {
+    for r in records
+        .into_iter()
+        .filter(|r| r.state == GrantState::Active)
+    {
         let scope = serde_json::from_value::<otgate_policy::GrantScope>(r.scope.clone())
             .ok()
             .map(Arc::new);
@@ -456,7 +466,10 @@ mod tests {
 
     #[test]
     fn the_inspect_table_reads_with_defaults_and_bad_fields_are_named() {
-        assert_eq!(InspectConfig::from_toml("").unwrap(), InspectConfig::default());
+        assert_eq!(
+            InspectConfig::from_toml("").unwrap(),
+            InspectConfig::default()
+        );
         assert_eq!(
             InspectConfig::from_toml("[journal]\nbudget = \"1GiB\"\n").unwrap(),
             InspectConfig::default(),
@@ -485,7 +498,10 @@ mod tests {
     fn prepare_refuses_an_unknown_interface_and_relative_paths_are_the_data_dirs() {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = DataDir::new(dir.path());
-        assert!(prepare(&data_dir).unwrap().is_none(), "no appliance.toml: no task");
+        assert!(
+            prepare(&data_dir).unwrap().is_none(),
+            "no appliance.toml: no task"
+        );
         std::fs::write(
             data_dir.config_file(),
             "[inspect]\niface = \"no-such-if0\"\nbaseline = \"b.json\"\n",
@@ -495,10 +511,17 @@ mod tests {
         assert_eq!(config.baseline, Some(dir.path().join("b.json")));
         let err = prepare(&data_dir).unwrap_err();
         assert!(matches!(err, InspectServiceError::Baseline(_)), "{err:?}");
-        std::fs::write(data_dir.config_file(), "[inspect]\niface = \"no-such-if0\"\n").unwrap();
+        std::fs::write(
+            data_dir.config_file(),
+            "[inspect]\niface = \"no-such-if0\"\n",
+        )
+        .unwrap();
         let err = prepare(&data_dir).unwrap_err();
         assert!(
-            matches!(err, InspectServiceError::Capture(LiveError::NoSuchInterface { .. })),
+            matches!(
+                err,
+                InspectServiceError::Capture(LiveError::NoSuchInterface { .. })
+            ),
             "{err:?}"
         );
     }

@@ -393,7 +393,10 @@ fn writes_no_grant_covers_raise_unauthorized_write_and_are_journaled() {
             )
         })
         .count();
-    assert_eq!(observed, 3, "the PLC, the other device and the client, once each");
+    assert_eq!(
+        observed, 3,
+        "the PLC, the other device and the client, once each"
+    );
     let out = run(std::process::Command::new(otgate_binary())
         .arg("--data-dir")
         .arg(&data)
@@ -744,7 +747,10 @@ fn an_unauthorized_write_revokes_the_grants_whose_rule_opts_in_through_the_daemo
         .enumerate()
         .find(|(_, (k, _))| k == "grant_revoked")
         .expect("a grant_revoked record");
-    assert!(revoked_at > alerts[0], "the alert is journaled before the revocation");
+    assert!(
+        revoked_at > alerts[0],
+        "the alert is journaled before the revocation"
+    );
     assert_eq!(revoked["by"], "policy", "{revoked}");
     assert!(
         revoked["reason"]
@@ -796,7 +802,9 @@ fn serve_captures_on_the_mirror_interface_as_a_task_and_never_transmits() {
     run(&mut in_ns(&[
         "ip", "link", "set", "mirror0", "up", "promisc", "on", "arp", "off",
     ]));
-    run(&mut in_ns(&["ip", "link", "set", "span0", "up", "arp", "off"]));
+    run(&mut in_ns(&[
+        "ip", "link", "set", "span0", "up", "arp", "off",
+    ]));
     let tx = || {
         run(&mut in_ns(&[
             "cat",
