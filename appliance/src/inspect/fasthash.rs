@@ -93,7 +93,7 @@ impl Default for FastHash {
         let random = std::collections::hash_map::RandomState::new();
         Self {
             seed: random.hash_one(0x5eed_u64),
-            key: random.hash_one(0x6b65_79_u64) | 1,
+            key: random.hash_one(0x006b_6579_u64) | 1,
         }
     }
 }
