@@ -59,7 +59,7 @@ pub struct InspectArgs {
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
     /// Judge writes to this policy's assets against the grants in the data directory's journal
-    /// (`unauthorized_write`); a policy TOML file.
+    /// (`unauthorized_write`); a policy TOML file. Default: the appliance's active bundle.
     #[arg(long, value_name = "POLICY.toml")]
     pub policy: Option<PathBuf>,
     /// Live capture: stop after this many frames.
@@ -470,7 +470,8 @@ pub fn inventory(globals: &Globals, args: InventoryArgs) -> anyhow::Result<ExitC
         );
         return Ok(ExitCode::SUCCESS);
     }
-    for asset in inventory.assets.values() {
+    let in_order: std::collections::BTreeMap<_, _> = inventory.assets.iter().collect();
+    for asset in in_order.into_values() {
         let roles: Vec<String> = asset.roles.iter().map(|r| format!("{r:?}")).collect();
         println!(
             "{}  macs [{}]  roles [{}]  ports {:?}  units {:?}  modbus fc {:?}  dnp3 fc {:?}  messages {}  first {}  last {}",

@@ -9,7 +9,9 @@
 //! cleared when it reaches [`MAX_TRACKED`] entries), and repeated alerts of one kind for one flow
 //! are suppressed for [`REPEAT_AFTER`] of capture time and counted instead.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use super::fasthash::{FastMap as HashMap, FastSet as HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -94,12 +96,12 @@ impl Detector {
         Self {
             baseline: None,
             grants: None,
-            new_pairs: HashSet::new(),
-            new_functions: HashSet::new(),
-            quiet_until: HashMap::new(),
-            exceptions: HashMap::new(),
-            scans: HashMap::new(),
-            rates: HashMap::new(),
+            new_pairs: HashSet::default(),
+            new_functions: HashSet::default(),
+            quiet_until: HashMap::default(),
+            exceptions: HashMap::default(),
+            scans: HashMap::default(),
+            rates: HashMap::default(),
             suppressed: 0,
             raised: 0,
         }

@@ -93,7 +93,7 @@ impl Default for FastHash {
         let random = std::collections::hash_map::RandomState::new();
         Self {
             seed: random.hash_one(0x5eed_u64),
-            key: random.hash_one(0x6b65_79_u64) | 1,
+            key: random.hash_one(0x006b_6579_u64) | 1,
         }
     }
 }
@@ -112,6 +112,8 @@ impl BuildHasher for FastHash {
 
 /// A `HashMap` with the fast keyed hasher.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, FastHash>;
+/// A `HashSet` with the fast keyed hasher.
+pub type FastSet<K> = std::collections::HashSet<K, FastHash>;
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,7 @@ use otgate_policy::modbus::{Access, AddressRange, Table};
 use serde::{Deserialize, Serialize};
 
 use super::event::{instant, mac_string, Direction, Dnp3Fragment, Endpoints, ModbusPdu, Protocol};
+use super::fasthash::FastMap;
 
 /// The most peers listed per asset.
 pub const MAX_PEERS: usize = 256;
@@ -156,6 +157,10 @@ pub struct Asset {
     /// The last source MAC recorded (to skip formatting the same one again).
     #[serde(skip)]
     last_mac: Option<[u8; 6]>,
+    /// The facts of recent messages, all already recorded in the sets above: a message that
+    /// repeats one only moves the counters and times.
+    #[serde(skip)]
+    recent: RecentFacts,
     /// Last seen (capture time).
     pub last_seen: DateTime<Utc>,
 }
@@ -178,10 +183,13 @@ impl Asset {
             first_seen: at,
             last_seen: at,
             last_mac: None,
+            recent: RecentFacts::default(),
         }
     }
 
-    fn touch(&mut self, at: DateTime<Utc>, peer: IpAddr, mac: Option<[u8; 6]>) {
+    /// Count a message and move the times; `true` when `fact` is already recorded (nothing
+    /// else to do), else it is remembered as recorded and the caller records it.
+    fn touch(&mut self, at: DateTime<Utc>, fact: &Fact, mac: Option<[u8; 6]>) -> bool {
         self.messages += 1;
         if at < self.first_seen {
             self.first_seen = at;
@@ -189,9 +197,19 @@ impl Asset {
         if at > self.last_seen {
             self.last_seen = at;
         }
-        if self.peers.len() < MAX_PEERS && !self.peers.contains(&peer) {
+        self.note_mac(mac);
+        if self.recent.contains(fact) {
+            return true;
+        }
+        let peer = fact.peer();
+        if self.peers.len() < MAX_PEERS {
             self.peers.insert(peer);
         }
+        self.recent.remember(*fact);
+        false
+    }
+
+    fn note_mac(&mut self, mac: Option<[u8; 6]>) {
         if let Some(mac) = mac.filter(|m| self.last_mac != Some(*m)) {
             self.last_mac = Some(mac);
             if self.macs.len() < 16 {
@@ -246,11 +264,74 @@ impl Asset {
     }
 }
 
-/// The inventory: assets by IP address.
+/// What one message told about one side of it: the key of the inventory's fast path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fact {
+    /// A Modbus PDU.
+    Modbus {
+        peer: IpAddr,
+        role: Role,
+        unit: u8,
+        function: u8,
+        /// The server port (outstation side only).
+        port: Option<u16>,
+        table: Option<Table>,
+        read: Option<AddressRange>,
+        write: Option<AddressRange>,
+    },
+    /// A DNP3 application fragment.
+    Dnp3 {
+        peer: IpAddr,
+        role: Role,
+        function: u8,
+        link: u16,
+        port: Option<u16>,
+    },
+}
+
+impl Fact {
+    fn peer(&self) -> IpAddr {
+        match self {
+            Fact::Modbus { peer, .. } | Fact::Dnp3 { peer, .. } => *peer,
+        }
+    }
+}
+
+/// The facts of the last few messages of an asset (a ring).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct RecentFacts {
+    facts: [Option<Fact>; RecentFacts::LEN],
+    next: usize,
+}
+
+impl RecentFacts {
+    const LEN: usize = 8;
+
+    fn contains(&self, fact: &Fact) -> bool {
+        self.facts.iter().any(|f| f.as_ref() == Some(fact))
+    }
+
+    fn remember(&mut self, fact: Fact) {
+        if let Some(slot) = self.facts.get_mut(self.next % Self::LEN) {
+            *slot = Some(fact);
+        }
+        self.next = (self.next + 1) % Self::LEN;
+    }
+}
+
+/// The inventory: assets by IP address (serialized in address order).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
     /// Every asset seen.
-    pub assets: BTreeMap<IpAddr, Asset>,
+    #[serde(serialize_with = "in_address_order")]
+    pub assets: FastMap<IpAddr, Asset>,
+}
+
+fn in_address_order<S: serde::Serializer>(
+    assets: &FastMap<IpAddr, Asset>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(assets.iter().collect::<BTreeMap<_, _>>())
 }
 
 fn table_key(table: Table, access: Access) -> &'static str {
@@ -287,13 +368,14 @@ impl Inventory {
         Self::default()
     }
 
-    /// Touch the asset at `ip` (seen at `time` talking with `peer`) and apply `update` to it:
-    /// one map lookup per side of a message.
+    /// Count a message on the asset at `ip` (seen at `time`) and, unless `fact` is one of its
+    /// recent ones (already recorded), record it with `update`: one map lookup per side of a
+    /// message, and no set touched when the traffic repeats itself.
     fn update(
         &mut self,
         ip: IpAddr,
         time: DateTime<Utc>,
-        peer: IpAddr,
+        fact: Fact,
         mac: Option<[u8; 6]>,
         update: impl FnOnce(&mut Asset),
     ) {
@@ -301,8 +383,9 @@ impl Inventory {
             .assets
             .entry(ip)
             .or_insert_with(|| Asset::new(ip, time));
-        asset.touch(time, peer, mac);
-        update(asset);
+        if !asset.touch(time, &fact, mac) {
+            update(asset);
+        }
     }
 
     /// Learn from one Modbus PDU.
@@ -314,6 +397,21 @@ impl Inventory {
         } else {
             at.src.port()
         };
+        let (read, write) = if request {
+            (pdu.read_range, pdu.write_range)
+        } else {
+            (None, None)
+        };
+        let fact = |peer: IpAddr, role: Role| Fact::Modbus {
+            peer,
+            role,
+            unit: pdu.unit,
+            function: pdu.function_code,
+            port: (role == Role::ModbusOutstation).then_some(server_port),
+            table: pdu.table,
+            read,
+            write,
+        };
         let common = |a: &mut Asset, role: Role| {
             a.roles.insert(role);
             a.protocols.insert(Protocol::Modbus);
@@ -323,22 +421,29 @@ impl Inventory {
         let outstation = |a: &mut Asset| {
             common(a, Role::ModbusOutstation);
             a.ports.insert(server_port);
-            if request {
-                if let (Some(table), Some(r)) = (pdu.table, pdu.read_range) {
-                    record_range(&mut a.ranges, table_key(table, Access::Read), r);
-                }
-                if let (Some(table), Some(r)) = (pdu.table, pdu.write_range) {
-                    record_range(&mut a.ranges, table_key(table, Access::Write), r);
-                }
+            if let (Some(table), Some(r)) = (pdu.table, read) {
+                record_range(&mut a.ranges, table_key(table, Access::Read), r);
+            }
+            if let (Some(table), Some(r)) = (pdu.table, write) {
+                record_range(&mut a.ranges, table_key(table, Access::Write), r);
             }
         };
         let master = |a: &mut Asset| common(a, Role::ModbusMaster);
-        if request {
-            self.update(at.src.ip(), time, at.dst.ip(), at.src_mac, master);
-            self.update(at.dst.ip(), time, at.src.ip(), None, outstation);
+        let (client, server, client_mac, server_mac) = if request {
+            (at.src.ip(), at.dst.ip(), at.src_mac, None)
         } else {
-            self.update(at.src.ip(), time, at.dst.ip(), at.src_mac, outstation);
-            self.update(at.dst.ip(), time, at.src.ip(), None, master);
+            (at.dst.ip(), at.src.ip(), None, at.src_mac)
+        };
+        let (client_fact, server_fact) = (
+            fact(server, Role::ModbusMaster),
+            fact(client, Role::ModbusOutstation),
+        );
+        if request {
+            self.update(client, time, client_fact, client_mac, master);
+            self.update(server, time, server_fact, server_mac, outstation);
+        } else {
+            self.update(server, time, server_fact, server_mac, outstation);
+            self.update(client, time, client_fact, client_mac, master);
         }
     }
 
@@ -356,6 +461,13 @@ impl Inventory {
         } else {
             (Role::Dnp3Outstation, Role::Dnp3Master)
         };
+        let fact = |peer: IpAddr, role: Role, link: u16| Fact::Dnp3 {
+            peer,
+            role,
+            function: f.function_code,
+            link,
+            port: (role == Role::Dnp3Outstation).then_some(server_port),
+        };
         let apply = |a: &mut Asset, role: Role, link: u16| {
             a.roles.insert(role);
             a.protocols.insert(Protocol::Dnp3);
@@ -367,10 +479,12 @@ impl Inventory {
                 a.ports.insert(server_port);
             }
         };
-        self.update(at.src.ip(), time, at.dst.ip(), at.src_mac, |a| {
+        let src_fact = fact(at.dst.ip(), src_role, f.link_src);
+        self.update(at.src.ip(), time, src_fact, at.src_mac, |a| {
             apply(a, src_role, f.link_src)
         });
-        self.update(at.dst.ip(), time, at.src.ip(), None, |a| {
+        let dst_fact = fact(at.src.ip(), dst_role, f.link_dst);
+        self.update(at.dst.ip(), time, dst_fact, None, |a| {
             apply(a, dst_role, f.link_dst)
         });
     }

@@ -1,5 +1,10 @@
 //! Passive inspection of mirrored OT traffic: capture input (pcap/pcapng files, live receive-only
 //! sockets), TCP reassembly, events, asset inventory, baseline and alerts. It never transmits.
+//!
+//! On the appliance (`appliance`, `service`): writes are judged against the grants, alerts are
+//! journaled and revoke the grants whose rule opts in (`revoke_on`), inventory changes are
+//! journaled and kept in the `inventory` state view (`inventory_view`), and `otgate serve` runs
+//! the live capture as a task when `appliance.toml` has an `[inspect]` table.
 
 pub mod alerts;
 pub mod appliance;

@@ -880,3 +880,75 @@ fn serve_captures_on_the_mirror_interface_as_a_task_and_never_transmits() {
     assert!(offline.assets.contains_key(&plc.ip()), "{offline:?}");
     assert_eq!(tx(), tx_before, "the capture interface transmitted");
 }
+
+/// Issue 7: without `--policy`, `otgate inspect` takes the appliance's active signed bundle for
+/// asset names and writes to judge: an appliance initialized with a 1-of-1 trust root imports
+/// the sample plant's bundle, and a rogue write to line 3's PLC (no grant at all) is named
+/// `line3-plc` and journaled as `unauthorized_write`.
+#[test]
+fn inspect_defaults_to_the_active_bundles_policy() {
+    use std::process::Command;
+    let tmp = tempfile::tempdir().unwrap();
+    let otgate = otgate_binary();
+    let ok = |args: &[&str]| run(Command::new(&otgate).args(args));
+    let p = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
+    let plant = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples/plant.toml");
+    ok(&["authority", "keygen", "--out", &p("hq.key"), "--name", "hq"]);
+    ok(&[
+        "authority",
+        "root",
+        "--site",
+        "plant-a",
+        "--threshold",
+        "1",
+        "--key",
+        &p("hq.pub"),
+        "--out",
+        &p("root.json"),
+    ]);
+    let data = p("appliance");
+    ok(&["init", "--data-dir", &data, "--trust", &p("root.json")]);
+    ok(&[
+        "authority",
+        "sign",
+        &p("v1.otgb"),
+        "--key",
+        &p("hq.key"),
+        "--policy",
+        plant.to_str().unwrap(),
+        "--site",
+        "plant-a",
+        "--bundle-version",
+        "1",
+    ]);
+    ok(&["policy", "import", &p("v1.otgb"), "--data-dir", &data]);
+
+    let pcap_path = tmp.path().join("mirror.pcap");
+    let mut pcap = otgate::sim::traffic::CaptureWriter::create(&pcap_path).unwrap();
+    let plc: std::net::SocketAddr = "10.10.3.11:502".parse().unwrap();
+    rogue_write(&mut pcap, plc, 40001, 150, "2026-11-28T07:00:00Z");
+    pcap.finish().unwrap();
+    let out = ok(&[
+        "--data-dir",
+        &data,
+        "inspect",
+        "--pcap",
+        pcap_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("unauthorized_write") && out.contains("asset line3-plc"),
+        "{out}"
+    );
+    let journaled = otgate::journal::read::JournalReader::open(&Path::new(&data).join("journal"))
+        .unwrap()
+        .filter(|r| {
+            matches!(
+                &r.as_ref().unwrap().event,
+                otgate::journal::event::Event::Inspect(
+                    otgate::journal::event::InspectEvent::Alert { asset, .. }
+                ) if asset == "line3-plc"
+            )
+        })
+        .count();
+    assert_eq!(journaled, 1);
+}
