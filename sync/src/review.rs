@@ -438,18 +438,8 @@ impl ReviewRecord {
 
     /// Add `key`'s signature. Refuses a key that has already signed and a full signature list.
     pub fn sign(&mut self, key: &AuthorityKey) -> Result<(), SignError> {
-        let key_id = key.key_id();
-        if self.signatures.iter().any(|s| s.key_id == key_id) {
-            return Err(SignError::AlreadySigned { key_id });
-        }
-        if self.signatures.len() >= MAX_SIGNATURES {
-            return Err(SignError::Full {
-                limit: MAX_SIGNATURES,
-            });
-        }
-        let signature = key.sign_raw(&self.signing_message());
-        self.signatures.push(SignatureEntry { key_id, signature });
-        Ok(())
+        let message = self.signing_message();
+        crate::bundle::add_signature(&mut self.signatures, key, &message)
     }
 
     /// Append a signature entry as is (tests build bad records with this).

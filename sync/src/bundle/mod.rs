@@ -482,18 +482,8 @@ impl Bundle {
 
     /// Add `key`'s signature. Refuses a key that has already signed and a full signature list.
     pub fn sign(&mut self, key: &AuthorityKey) -> Result<(), SignError> {
-        let key_id = key.key_id();
-        if self.signatures.iter().any(|s| s.key_id == key_id) {
-            return Err(SignError::AlreadySigned { key_id });
-        }
-        if self.signatures.len() >= MAX_SIGNATURES {
-            return Err(SignError::Full {
-                limit: MAX_SIGNATURES,
-            });
-        }
-        let signature = key.sign_raw(&self.signing_message());
-        self.signatures.push(SignatureEntry { key_id, signature });
-        Ok(())
+        let message = self.signing_message();
+        add_signature(&mut self.signatures, key, &message)
     }
 
     /// Append a signature entry as is (tests build bad bundles with this).
@@ -501,6 +491,27 @@ impl Bundle {
     pub fn push_signature_unchecked(&mut self, entry: SignatureEntry) {
         self.signatures.push(entry);
     }
+}
+
+/// Add `key`'s signature over `message` to a signature list (bundles and review records):
+/// refuses a key that has already signed and a full list.
+pub(crate) fn add_signature(
+    signatures: &mut Vec<SignatureEntry>,
+    key: &AuthorityKey,
+    message: &[u8],
+) -> Result<(), SignError> {
+    let key_id = key.key_id();
+    if signatures.iter().any(|s| s.key_id == key_id) {
+        return Err(SignError::AlreadySigned { key_id });
+    }
+    if signatures.len() >= MAX_SIGNATURES {
+        return Err(SignError::Full {
+            limit: MAX_SIGNATURES,
+        });
+    }
+    let signature = key.sign_raw(message);
+    signatures.push(SignatureEntry { key_id, signature });
+    Ok(())
 }
 
 /// Misuse when signing.
